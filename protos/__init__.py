@@ -1,0 +1,1 @@
+"""KEDA's external scaler protocol and the Python code generated from it."""

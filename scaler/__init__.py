@@ -1,0 +1,1 @@
+"""The KEDA external scaler: scaling semantics, the gRPC service, and the command line."""

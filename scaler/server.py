@@ -1,0 +1,48 @@
+"""The scaler's gRPC server: the ExternalScaler servicer plus standard health checking."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Iterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from protos import externalscaler_pb2 as pb
+from protos import externalscaler_pb2_grpc as pb_grpc
+from scaler.servicer import ExternalScalerServicer
+from scaler.state import StateView
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+
+
+def create_server(
+    view: StateView, *, max_workers: int = 256, heartbeat_seconds: float = 1.0
+) -> grpc.Server:
+    """An unstarted server; every open StreamIsActive holds one of the `max_workers` threads."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    servicer = ExternalScalerServicer(view, heartbeat_seconds=heartbeat_seconds)
+    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server
+
+
+@contextmanager
+def running_server(
+    view: StateView, address: str = "127.0.0.1:0", *, grace_seconds: float = 2.0,
+    max_workers: int = 256, heartbeat_seconds: float = 1.0,
+) -> Iterator[int]:
+    """Serve on `address` (port 0 picks a free one) and yield the bound port; stop on exit."""
+    server = create_server(view, max_workers=max_workers, heartbeat_seconds=heartbeat_seconds)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind the scaler's gRPC server to {address}")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace_seconds).wait()

@@ -1,0 +1,97 @@
+"""What the scaler knows of each model: its scaling configuration and its work, held in memory.
+
+The servicer reads a `StateView`; whoever knows the live numbers (a metrics source, a test)
+writes an `InMemoryStateView`. KEDA calls are answered from here, never from a database.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from scaler.configuration import ScalingConfiguration
+from scaler.strategies import desired_workers
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model's scaling configuration and its current work."""
+
+    configuration: ScalingConfiguration = field(default_factory=ScalingConfiguration)
+    analyses: int = 0
+    pending: int = 0
+
+    @property
+    def desired(self) -> int:
+        return desired_workers(self.configuration, analyses=self.analyses, pending=self.pending)
+
+
+class StateView(Protocol):
+    """Read access to the models' states, with a way to wait for one model's next change."""
+
+    def get(self, model: str) -> ModelState | None: ...
+
+    def wait_for_change(
+        self, model: str, seen: int, timeout: float
+    ) -> tuple[int, ModelState | None]:
+        """Block until `model`'s version differs from `seen` or `timeout` passes.
+
+        Returns the model's current version and state (None when the model is unknown).
+        """
+        ...
+
+
+class InMemoryStateView:
+    """A thread-safe `StateView` that its owner updates; waiters of one model wake alone."""
+
+    def __init__(self, states: Mapping[str, ModelState] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, ModelState] = dict(states or {})
+        self._versions: dict[str, int] = {model: 1 for model in self._states}
+        self._changed: dict[str, threading.Condition] = {}
+
+    def get(self, model: str) -> ModelState | None:
+        with self._lock:
+            return self._states.get(model)
+
+    def models(self) -> list[str]:
+        with self._lock:
+            return sorted(self._states)
+
+    def put(self, model: str, state: ModelState) -> None:
+        with self._lock:
+            if self._states.get(model) != state:
+                self._states[model] = state
+                self._bump(model)
+
+    def remove(self, model: str) -> None:
+        with self._lock:
+            if self._states.pop(model, None) is not None:
+                self._bump(model)
+
+    def replace_all(self, states: Mapping[str, ModelState]) -> None:
+        """Make the view hold exactly `states`; only models whose state changed wake waiters."""
+        with self._lock:
+            for model in set(self._states) | set(states):
+                new = states.get(model)
+                if self._states.get(model) != new:
+                    if new is None:
+                        del self._states[model]
+                    else:
+                        self._states[model] = new
+                    self._bump(model)
+
+    def wait_for_change(
+        self, model: str, seen: int, timeout: float
+    ) -> tuple[int, ModelState | None]:
+        with self._lock:
+            changed = self._changed.setdefault(model, threading.Condition(self._lock))
+            changed.wait_for(lambda: self._versions.get(model, 0) != seen, timeout)
+            return self._versions.get(model, 0), self._states.get(model)
+
+    def _bump(self, model: str) -> None:
+        self._versions[model] = self._versions.get(model, 0) + 1
+        changed = self._changed.get(model)
+        if changed is not None:
+            changed.notify_all()

@@ -1,0 +1,1 @@
+"""The chunk splitter and model workers: chunking semantics and the Celery tasks."""
