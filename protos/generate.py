@@ -24,22 +24,32 @@ def generate(out_dir: Path) -> list[Path]:
     written: list[Path] = []
     for proto in sorted(PROTOS_DIR.glob("*.proto")):
         relative = proto.relative_to(ROOT).as_posix()
-        status = protoc.main([
-            "grpc_tools.protoc", f"-I{ROOT}", f"-I{well_known}",
-            f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}",
-            relative,
-        ])
+        status = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"-I{ROOT}",
+                f"-I{well_known}",
+                f"--python_out={out_dir}",
+                f"--pyi_out={out_dir}",
+                f"--grpc_python_out={out_dir}",
+                relative,
+            ]
+        )
         if status != 0:
             raise RuntimeError(f"protoc failed on {relative} with status {status}")
         stem = proto.stem
-        written += [out_dir / "protos" / f"{stem}{suffix}"
-                    for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+        written += [
+            out_dir / "protos" / f"{stem}{suffix}"
+            for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+        ]
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT, help="root to write protos/*_pb2*.py under")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT, help="root to write protos/*_pb2*.py under"
+    )
     args = parser.parse_args(argv)
     for path in generate(args.out):
         print(path)

@@ -6,7 +6,7 @@ with this model; the scaling core and the scaler accept it.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
@@ -19,7 +19,7 @@ Count = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
 PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
 
 
-class ScalingStrategy(str, Enum):
+class ScalingStrategy(StrEnum):
     FIXED_WORKERS = "FIXED_WORKERS"
     QUEUE_LOAD = "QUEUE_LOAD"
     DYNAMIC_TASKS = "DYNAMIC_TASKS"
@@ -43,12 +43,18 @@ class ScalingConfiguration(BaseModel):
             raise ValidationError.from_exception_data(
                 type(self).__name__,
                 [
-                    _bound_error("worker_count_min", self.worker_count_min,
-                                 "must not be greater than worker_count_max ({other})",
-                                 self.worker_count_max),
-                    _bound_error("worker_count_max", self.worker_count_max,
-                                 "must not be less than worker_count_min ({other})",
-                                 self.worker_count_min),
+                    _bound_error(
+                        "worker_count_min",
+                        self.worker_count_min,
+                        "must not be greater than worker_count_max ({other})",
+                        self.worker_count_max,
+                    ),
+                    _bound_error(
+                        "worker_count_max",
+                        self.worker_count_max,
+                        "must not be less than worker_count_min ({other})",
+                        self.worker_count_min,
+                    ),
                 ],
             )
         return self

@@ -45,14 +45,23 @@ class Plan:
         return {
             "analyses": self.analyses,
             "stages": [
-                {"stage": s.stage, "strategy": s.strategy.value, "items": s.items,
-                 "chunks": s.chunks, "smallest_chunk": s.smallest_chunk,
-                 "largest_chunk": s.largest_chunk}
+                {
+                    "stage": s.stage,
+                    "strategy": s.strategy.value,
+                    "items": s.items,
+                    "chunks": s.chunks,
+                    "smallest_chunk": s.smallest_chunk,
+                    "largest_chunk": s.largest_chunk,
+                }
                 for s in self.stages
             ],
             "strategies": [
-                {"strategy": s.strategy.value, "configured": s.configured, "idle": s.idle,
-                 "peak_workers": dict(s.peaks)}
+                {
+                    "strategy": s.strategy.value,
+                    "configured": s.configured,
+                    "idle": s.idle,
+                    "peak_workers": dict(s.peaks),
+                }
                 for s in self.strategies
             ],
         }
@@ -68,11 +77,8 @@ def make_plan(
 ) -> Plan:
     if analyses < 1:
         raise ValueError(f"analyses must be at least 1, got {analyses}")
-    stages = [
-        _stage_plan(chunking, stage, items)
-        for stage, items in (("lookup", locations), ("loss", events))
-        if items is not None
-    ]
+    workload: list[tuple[Stage, int | None]] = [("lookup", locations), ("loss", events)]
+    stages = [_stage_plan(chunking, stage, items) for stage, items in workload if items is not None]
     strategies = [
         _strategy_plan(scaling, strategy, analyses, stages) for strategy in ScalingStrategy
     ]
@@ -87,7 +93,9 @@ def _stage_plan(chunking: ChunkingConfiguration, stage: Stage, items: int) -> St
 
 
 def _strategy_plan(
-    scaling: ScalingConfiguration, strategy: ScalingStrategy, analyses: int,
+    scaling: ScalingConfiguration,
+    strategy: ScalingStrategy,
+    analyses: int,
     stages: list[StagePlan],
 ) -> StrategyPlan:
     config = scaling.model_copy(update={"scaling_strategy": strategy})

@@ -16,7 +16,6 @@ from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.plan import Plan, make_plan
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -31,10 +30,15 @@ def add_parser(subparsers: Any) -> None:
         description="Show, for a workload, the chunks each analysis stage gets and the workers "
         "each scaling strategy asks for at each stage's peak. Flags override the JSON files.",
     )
-    parser.add_argument("--scaling", type=Path, metavar="FILE",
-                        help="JSON of the model's scaling_configuration")
-    parser.add_argument("--chunking", type=Path, metavar="FILE",
-                        help="JSON of the model's (or the analysis's) chunking_configuration")
+    parser.add_argument(
+        "--scaling", type=Path, metavar="FILE", help="JSON of the model's scaling_configuration"
+    )
+    parser.add_argument(
+        "--chunking",
+        type=Path,
+        metavar="FILE",
+        help="JSON of the model's (or the analysis's) chunking_configuration",
+    )
     _add_field_flags(parser, ScalingConfiguration, "scaling_configuration fields")
     _add_field_flags(parser, ChunkingConfiguration, "chunking_configuration fields")
     workload = parser.add_argument_group("workload")
@@ -54,8 +58,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise UsageError(f"--{name} must be at least 1, got {value}")
     scaling = _configuration(ScalingConfiguration, args.scaling, args)
     chunking = _configuration(ChunkingConfiguration, args.chunking, args)
-    plan = make_plan(scaling, chunking, analyses=args.analyses,
-                     locations=args.locations, events=args.events)
+    plan = make_plan(
+        scaling, chunking, analyses=args.analyses, locations=args.locations, events=args.events
+    )
     if args.json:
         console.print_json(json.dumps(plan.as_dict()))
     else:
@@ -69,22 +74,34 @@ def _add_field_flags(parser: argparse.ArgumentParser, model: type[BaseModel], ti
         flag = "--" + name.replace("_", "-")
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, Enum):
-            group.add_argument(flag, dest=name, choices=[m.value for m in annotation],
-                               help=f"default {field.default.value}")
+            group.add_argument(
+                flag,
+                dest=name,
+                choices=[m.value for m in annotation],
+                help=f"default {field.default.value}",
+            )
         else:
-            group.add_argument(flag, dest=name, type=int, metavar="N",
-                               help=f"default {field.default}")
+            group.add_argument(
+                flag, dest=name, type=int, metavar="N", help=f"default {field.default}"
+            )
 
 
 def _configuration(model: type[M], path: Path | None, args: argparse.Namespace) -> M:
     data: dict[str, Any] = _read_json_object(path) if path else {}
-    data.update({name: getattr(args, name) for name in model.model_fields
-                 if getattr(args, name) is not None})
+    data.update(
+        {
+            name: getattr(args, name)
+            for name in model.model_fields
+            if getattr(args, name) is not None
+        }
+    )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(whole)'}: {err['msg']}"
-                 for err in exc.errors()]
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '(whole)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
         source = f" ({path})" if path else ""
         raise UsageError(f"invalid {model.__name__}{source}:\n" + "\n".join(lines)) from None
 
@@ -101,23 +118,35 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _print_plan(console: Console, plan: Plan, scaling: ScalingConfiguration,
-                chunking: ChunkingConfiguration) -> None:
+def _print_plan(
+    console: Console, plan: Plan, scaling: ScalingConfiguration, chunking: ChunkingConfiguration
+) -> None:
     chunks = Table(title="Chunks per analysis", title_justify="left")
     for column in ("stage", "strategy", "items", "chunks", "items per chunk"):
         chunks.add_column(column, justify="left" if column in ("stage", "strategy") else "right")
     for stage in plan.stages:
-        per_chunk = (f"{stage.smallest_chunk:,}" if stage.smallest_chunk == stage.largest_chunk
-                     else f"{stage.smallest_chunk:,}-{stage.largest_chunk:,}")
+        per_chunk = (
+            f"{stage.smallest_chunk:,}"
+            if stage.smallest_chunk == stage.largest_chunk
+            else f"{stage.smallest_chunk:,}-{stage.largest_chunk:,}"
+        )
         unit = "locations" if stage.stage == "lookup" else "events"
-        chunks.add_row(stage.stage, _chunking_rule(chunking, stage.stage),
-                       f"{stage.items:,} {unit}", f"{stage.chunks:,}", per_chunk)
+        chunks.add_row(
+            stage.stage,
+            _chunking_rule(chunking, stage.stage),
+            f"{stage.items:,} {unit}",
+            f"{stage.chunks:,}",
+            per_chunk,
+        )
     console.print(chunks)
 
     noun = "analysis" if plan.analyses == 1 else "analyses"
-    workers = Table(title=f"Workers asked for with {plan.analyses:,} {noun} at once",
-                    title_justify="left", caption="* the model's configured strategy",
-                    caption_justify="left")
+    workers = Table(
+        title=f"Workers asked for with {plan.analyses:,} {noun} at once",
+        title_justify="left",
+        caption="* the model's configured strategy",
+        caption_justify="left",
+    )
     workers.add_column("strategy")
     workers.add_column("idle", justify="right")
     for stage in plan.stages:
@@ -131,21 +160,27 @@ def _print_plan(console: Console, plan: Plan, scaling: ScalingConfiguration,
 
 def _chunking_rule(config: ChunkingConfiguration, stage: str) -> str:
     if stage == "lookup":
-        strategy, fixed, per_chunk = (config.lookup_strategy, config.fixed_lookup_chunks,
-                                      config.dynamic_locations_per_lookup)
+        strategy, fixed, per_chunk = (
+            config.lookup_strategy,
+            config.fixed_lookup_chunks,
+            config.dynamic_locations_per_lookup,
+        )
     else:
-        strategy, fixed, per_chunk = (config.loss_strategy, config.fixed_analysis_chunks,
-                                      config.dynamic_events_per_analysis)
+        strategy, fixed, per_chunk = (
+            config.loss_strategy,
+            config.fixed_analysis_chunks,
+            config.dynamic_events_per_analysis,
+        )
     if strategy is ChunkingStrategy.FIXED_CHUNKS:
         return f"{strategy.value} ({fixed:,})"
     return f"{strategy.value} ({per_chunk:,} per chunk, max {config.dynamic_chunks_max:,})"
 
 
 def _scaling_rule(config: ScalingConfiguration, strategy: ScalingStrategy) -> str:
+    cap = f"max {config.worker_count_max}"
     rule = {
         ScalingStrategy.FIXED_WORKERS: f"fixed {config.worker_count_fixed}",
-        ScalingStrategy.QUEUE_LOAD: f"1 per analysis, max {config.worker_count_max}",
-        ScalingStrategy.DYNAMIC_TASKS:
-            f"1 per {config.chunks_per_worker} chunks, max {config.worker_count_max}",
+        ScalingStrategy.QUEUE_LOAD: f"1 per analysis, {cap}",
+        ScalingStrategy.DYNAMIC_TASKS: f"1 per {config.chunks_per_worker} chunks, {cap}",
     }[strategy]
     return rule + (f", min {config.worker_count_min}" if config.worker_count_min else "")

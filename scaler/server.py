@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +23,7 @@ def create_server(
     """An unstarted server; every open StreamIsActive holds one of the `max_workers` threads."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     servicer = ExternalScalerServicer(view, heartbeat_seconds=heartbeat_seconds)
-    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)
+    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -33,8 +33,12 @@ def create_server(
 
 @contextmanager
 def running_server(
-    view: StateView, address: str = "127.0.0.1:0", *, grace_seconds: float = 2.0,
-    max_workers: int = 256, heartbeat_seconds: float = 1.0,
+    view: StateView,
+    address: str = "127.0.0.1:0",
+    *,
+    grace_seconds: float = 2.0,
+    max_workers: int = 256,
+    heartbeat_seconds: float = 1.0,
 ) -> Iterator[int]:
     """Serve on `address` (port 0 picks a free one) and yield the bound port; stop on exit."""
     server = create_server(view, max_workers=max_workers, heartbeat_seconds=heartbeat_seconds)

@@ -7,7 +7,8 @@ an HPA with metricType AverageValue (and tolerance 0) lands on exactly that many
 from __future__ import annotations
 
 import re
-from typing import Iterator, NoReturn
+from collections.abc import Iterator
+from typing import NoReturn
 
 import grpc
 
@@ -30,7 +31,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         # How often a waiting stream checks that its client is still there.
         self._heartbeat = heartbeat_seconds
 
-    def IsActive(self, request: pb.ScaledObjectRef, context: grpc.ServicerContext) -> pb.IsActiveResponse:
+    def IsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
+    ) -> pb.IsActiveResponse:
         _, state = self._resolve(request, context)
         return pb.IsActiveResponse(result=state.desired > 0)
 

@@ -7,8 +7,10 @@ writes an `InMemoryStateView`. KEDA calls are answered from here, never from a d
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from scaler.configuration import ScalingConfiguration
 from scaler.strategies import desired_workers
@@ -50,6 +52,8 @@ class InMemoryStateView:
         self._states: dict[str, ModelState] = dict(states or {})
         self._versions: dict[str, int] = {model: 1 for model in self._states}
         self._changed: dict[str, threading.Condition] = {}
+        # Per model, how many waiters have seen each version.
+        self._waiting: dict[str, Counter[int]] = {}
 
     def get(self, model: str) -> ModelState | None:
         with self._lock:
@@ -87,8 +91,20 @@ class InMemoryStateView:
     ) -> tuple[int, ModelState | None]:
         with self._lock:
             changed = self._changed.setdefault(model, threading.Condition(self._lock))
-            changed.wait_for(lambda: self._versions.get(model, 0) != seen, timeout)
+            waiting = self._waiting.setdefault(model, Counter())
+            waiting[seen] += 1
+            try:
+                changed.wait_for(lambda: self._versions.get(model, 0) != seen, timeout)
+            finally:
+                waiting[seen] -= 1
+                if not waiting[seen]:
+                    del waiting[seen]
             return self._versions.get(model, 0), self._states.get(model)
+
+    def waiting(self, model: str) -> int:
+        """How many callers have seen `model`'s latest state and wait for its next change."""
+        with self._lock:
+            return self._waiting.get(model, Counter())[self._versions.get(model, 0)]
 
     def _bump(self, model: str) -> None:
         self._versions[model] = self._versions.get(model, 0) + 1

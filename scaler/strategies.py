@@ -5,7 +5,8 @@ Pure: no I/O and nothing from flask, celery, grpc, redis or sqlalchemy.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 
@@ -45,8 +46,14 @@ def desired_workers(
     on its queue; `pending`: its queued + running sub-tasks.
     """
     if analyses < 0 or pending < 0:
-        raise ValueError(f"work counts must not be negative (analyses={analyses}, pending={pending})")
-    typed = config if isinstance(config, ScalingConfiguration) else ScalingConfiguration.model_validate(config or {})
+        raise ValueError(
+            f"work counts must not be negative (analyses={analyses}, pending={pending})"
+        )
+    typed = (
+        config
+        if isinstance(config, ScalingConfiguration)
+        else ScalingConfiguration.model_validate(config or {})
+    )
     wanted = 0
     if analyses or pending:
         wanted = STRATEGIES[typed.scaling_strategy](typed, analyses, pending)

@@ -6,7 +6,8 @@ location file's rows; loss splits the selected event set's events.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
@@ -21,10 +22,16 @@ def chunk_count(config: ConfigLike, *, stage: Stage, items: int) -> int:
     typed = _typed(config)
     if stage == "lookup":
         strategy, fixed, per_chunk = (
-            typed.lookup_strategy, typed.fixed_lookup_chunks, typed.dynamic_locations_per_lookup)
+            typed.lookup_strategy,
+            typed.fixed_lookup_chunks,
+            typed.dynamic_locations_per_lookup,
+        )
     elif stage == "loss":
         strategy, fixed, per_chunk = (
-            typed.loss_strategy, typed.fixed_analysis_chunks, typed.dynamic_events_per_analysis)
+            typed.loss_strategy,
+            typed.fixed_analysis_chunks,
+            typed.dynamic_events_per_analysis,
+        )
     else:
         raise ValueError(f"stage must be 'lookup' or 'loss', got {stage!r}")
     if strategy is ChunkingStrategy.FIXED_CHUNKS:

@@ -7,7 +7,7 @@ override, or an update merged onto stored values).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -17,7 +17,7 @@ INT32_MAX = 2**31 - 1
 PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
 
 
-class ChunkingStrategy(str, Enum):
+class ChunkingStrategy(StrEnum):
     FIXED_CHUNKS = "FIXED_CHUNKS"
     DYNAMIC_CHUNKS = "DYNAMIC_CHUNKS"
 

@@ -1,0 +1,26 @@
+"""The pure cores import no service framework, so they stay testable and reusable anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CORES = [
+    "scaler.strategies",
+    "scaler.configuration",
+    "worker.chunking",
+    "worker.configuration",
+    "scaler.plan",
+]
+FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
+
+
+@pytest.mark.parametrize("module", CORES)
+def test_core_imports_no_service_framework(module: str) -> None:
+    probe = f"import sys, {module}; print(sorted(m for m in {FORBIDDEN!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", f"{module} pulls in {loaded}"

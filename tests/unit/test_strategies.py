@@ -1,0 +1,225 @@
+"""The scaling core: every worked case of the design brief and the platform's own tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from scaler.configuration import INT32_MAX, ScalingConfiguration, ScalingStrategy
+from scaler.strategies import desired_workers
+
+FIXED = "FIXED_WORKERS"
+QUEUE = "QUEUE_LOAD"
+DYNAMIC = "DYNAMIC_TASKS"
+
+CASES: list[tuple[str, dict[str, Any], int, int, int]] = [
+    # (id, configuration, analyses, pending, desired)
+    (
+        "dynamic 3x15 chunks, 5 per worker",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 5},
+        3,
+        45,
+        9,
+    ),
+    ("fixed 5, 3 analyses", {"scaling_strategy": FIXED, "worker_count_fixed": 5}, 3, 0, 5),
+    (
+        "fixed 5, idle, min 3",
+        {"scaling_strategy": FIXED, "worker_count_fixed": 5, "worker_count_min": 3},
+        0,
+        0,
+        3,
+    ),
+    (
+        "fixed 5, 1 analysis, min 1",
+        {"scaling_strategy": FIXED, "worker_count_fixed": 5, "worker_count_min": 1},
+        1,
+        0,
+        5,
+    ),
+    ("fixed 5, idle", {"scaling_strategy": FIXED, "worker_count_fixed": 5}, 0, 0, 0),
+    (
+        "fixed 2, min 4 wins",
+        {
+            "scaling_strategy": FIXED,
+            "worker_count_fixed": 2,
+            "worker_count_min": 4,
+            "worker_count_max": 10,
+        },
+        1,
+        3,
+        4,
+    ),
+    (
+        "fixed ignores max",
+        {"scaling_strategy": FIXED, "worker_count_fixed": 12, "worker_count_max": 3},
+        1,
+        0,
+        12,
+    ),
+    ("queue load max 5, 3 analyses", {"scaling_strategy": QUEUE, "worker_count_max": 5}, 3, 0, 3),
+    ("queue load max 5, 30 analyses", {"scaling_strategy": QUEUE, "worker_count_max": 5}, 30, 0, 5),
+    (
+        "queue load min 2, 1 analysis",
+        {"scaling_strategy": QUEUE, "worker_count_max": 5, "worker_count_min": 2},
+        1,
+        0,
+        2,
+    ),
+    ("queue load left-over sub-tasks count as work", {"scaling_strategy": QUEUE}, 0, 7, 1),
+    (
+        "dynamic cpw 2, 8 pending",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 2, "worker_count_max": 10},
+        1,
+        8,
+        4,
+    ),
+    (
+        "dynamic cpw 1, 80 pending",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_max": 10},
+        1,
+        80,
+        10,
+    ),
+    (
+        "dynamic cpw 800, 80 pending",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 800, "worker_count_max": 10},
+        1,
+        80,
+        1,
+    ),
+    ("dynamic cpw 4, 12 pending", {"scaling_strategy": DYNAMIC, "chunks_per_worker": 4}, 1, 12, 3),
+    ("dynamic cpw 4, 13 pending", {"scaling_strategy": DYNAMIC, "chunks_per_worker": 4}, 1, 13, 4),
+    (
+        "dynamic min 3, idle",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 4, "worker_count_min": 3},
+        0,
+        0,
+        3,
+    ),
+    (
+        "dynamic min 3, one task",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 4, "worker_count_min": 3},
+        1,
+        1,
+        3,
+    ),
+    (
+        "dynamic analysis being split counts as one task",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        2,
+        0,
+        1,
+    ),
+    (
+        "dynamic counts max(pending, analyses)",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1},
+        6,
+        2,
+        6,
+    ),
+    ("dynamic left-over sub-tasks", {"scaling_strategy": DYNAMIC, "chunks_per_worker": 2}, 0, 3, 2),
+    ("idle is zero by default", {}, 0, 0, 0),
+    ("default is fixed 1", {}, 2, 10, 1),
+    (
+        "only the chosen strategy's fields act",
+        {"scaling_strategy": QUEUE, "worker_count_fixed": 9, "chunks_per_worker": 1},
+        2,
+        100,
+        2,
+    ),
+    (
+        "int32 extremes",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_max": INT32_MAX},
+        INT32_MAX,
+        INT32_MAX,
+        INT32_MAX,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "analyses", "pending", "desired"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_worked_cases(config: dict[str, Any], analyses: int, pending: int, desired: int) -> None:
+    assert desired_workers(config, analyses=analyses, pending=pending) == desired
+    typed = ScalingConfiguration.model_validate(config)
+    assert desired_workers(typed, analyses=analyses, pending=pending) == desired
+
+
+def test_no_configuration_means_defaults() -> None:
+    assert desired_workers(None, analyses=1, pending=0) == 1
+
+
+@pytest.mark.parametrize(("analyses", "pending"), [(-1, 0), (0, -1)])
+def test_negative_work_is_refused(analyses: int, pending: int) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        desired_workers({}, analyses=analyses, pending=pending)
+
+
+def test_a_bad_plain_mapping_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="chunks_per_worker"):
+        desired_workers({"chunks_per_worker": 0}, analyses=1, pending=1)
+
+
+counts = st.integers(min_value=0, max_value=10_000)
+
+
+@st.composite
+def configurations(draw: st.DrawFn) -> ScalingConfiguration:
+    maximum = draw(counts)
+    return ScalingConfiguration(
+        scaling_strategy=draw(st.sampled_from(ScalingStrategy)),
+        worker_count_fixed=draw(counts),
+        worker_count_max=maximum,
+        worker_count_min=draw(st.integers(min_value=0, max_value=maximum)),
+        chunks_per_worker=draw(st.integers(min_value=1, max_value=1_000)),
+    )
+
+
+@given(configurations(), counts, counts)
+def test_the_floor_always_holds(config: ScalingConfiguration, analyses: int, pending: int) -> None:
+    assert desired_workers(config, analyses=analyses, pending=pending) >= config.worker_count_min
+
+
+@given(configurations(), counts, counts)
+def test_the_cap_holds_unless_the_floor_is_higher(
+    config: ScalingConfiguration, analyses: int, pending: int
+) -> None:
+    desired = desired_workers(config, analyses=analyses, pending=pending)
+    if config.scaling_strategy is not ScalingStrategy.FIXED_WORKERS:
+        assert desired <= max(config.worker_count_max, config.worker_count_min)
+
+
+@given(configurations(), counts)
+def test_idle_asks_only_for_the_floor(config: ScalingConfiguration, _: int) -> None:
+    assert desired_workers(config, analyses=0, pending=0) == config.worker_count_min
+
+
+@given(configurations(), counts, counts, counts)
+def test_dynamic_tasks_is_monotone_in_pending(
+    config: ScalingConfiguration, analyses: int, pending: int, more: int
+) -> None:
+    config = config.model_copy(update={"scaling_strategy": ScalingStrategy.DYNAMIC_TASKS})
+    fewer = desired_workers(config, analyses=analyses, pending=pending)
+    assert desired_workers(config, analyses=analyses, pending=pending + more) >= fewer
+
+
+@given(configurations(), counts, counts)
+def test_work_gets_at_least_one_worker_when_the_strategy_allows(
+    config: ScalingConfiguration, analyses: int, pending: int
+) -> None:
+    if analyses + pending == 0:
+        return
+    desired = desired_workers(config, analyses=analyses, pending=pending)
+    allowed = (
+        config.worker_count_fixed
+        if config.scaling_strategy is ScalingStrategy.FIXED_WORKERS
+        else config.worker_count_max
+    )
+    assert desired >= min(1, allowed)
