@@ -12,7 +12,7 @@ from typing import Any
 
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.strategies import desired_workers
-from worker.chunking import Stage, chunk_count, partition
+from worker.chunking import Stage, chunk_count, partition, stage_rule
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
 
@@ -88,7 +88,7 @@ def make_plan(
 def _stage_plan(chunking: ChunkingConfiguration, stage: Stage, items: int) -> StagePlan:
     chunks = chunk_count(chunking, stage=stage, items=items)
     sizes = [len(part) for part in partition(items, chunks)]
-    strategy = chunking.lookup_strategy if stage == "lookup" else chunking.loss_strategy
+    strategy = stage_rule(chunking, stage).strategy
     return StagePlan(stage, strategy, items, chunks, min(sizes), max(sizes))
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.plan import Plan, make_plan
+from worker.chunking import Stage, stage_rule
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,22 +159,11 @@ def _print_plan(
     console.print(workers)
 
 
-def _chunking_rule(config: ChunkingConfiguration, stage: str) -> str:
-    if stage == "lookup":
-        strategy, fixed, per_chunk = (
-            config.lookup_strategy,
-            config.fixed_lookup_chunks,
-            config.dynamic_locations_per_lookup,
-        )
-    else:
-        strategy, fixed, per_chunk = (
-            config.loss_strategy,
-            config.fixed_analysis_chunks,
-            config.dynamic_events_per_analysis,
-        )
-    if strategy is ChunkingStrategy.FIXED_CHUNKS:
-        return f"{strategy.value} ({fixed:,})"
-    return f"{strategy.value} ({per_chunk:,} per chunk, max {config.dynamic_chunks_max:,})"
+def _chunking_rule(config: ChunkingConfiguration, stage: Stage) -> str:
+    rule = stage_rule(config, stage)
+    if rule.strategy is ChunkingStrategy.FIXED_CHUNKS:
+        return f"{rule.strategy.value} ({rule.fixed_chunks:,})"
+    return f"{rule.strategy.value} ({rule.items_per_chunk:,} per chunk, max {rule.max_chunks:,})"
 
 
 def _scaling_rule(config: ScalingConfiguration, strategy: ScalingStrategy) -> str:

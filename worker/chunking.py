@@ -7,7 +7,7 @@ location file's rows; loss splits the selected event set's events.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
@@ -15,29 +15,43 @@ Stage = Literal["lookup", "loss"]
 ConfigLike = ChunkingConfiguration | Mapping[str, Any] | None
 
 
-def chunk_count(config: ConfigLike, *, stage: Stage, items: int) -> int:
-    """Sub-tasks for a stage of `items` rows or events; never more chunks than items."""
-    if items < 1:
-        raise ValueError(f"a {stage} stage needs at least one item to split, got {items}")
+class StageRule(NamedTuple):
+    """The fields of a configuration that act on one stage."""
+
+    strategy: ChunkingStrategy
+    fixed_chunks: int
+    items_per_chunk: int
+    max_chunks: int
+
+
+def stage_rule(config: ConfigLike, stage: Stage) -> StageRule:
     typed = _typed(config)
     if stage == "lookup":
-        strategy, fixed, per_chunk = (
+        return StageRule(
             typed.lookup_strategy,
             typed.fixed_lookup_chunks,
             typed.dynamic_locations_per_lookup,
+            typed.dynamic_chunks_max,
         )
-    elif stage == "loss":
-        strategy, fixed, per_chunk = (
+    if stage == "loss":
+        return StageRule(
             typed.loss_strategy,
             typed.fixed_analysis_chunks,
             typed.dynamic_events_per_analysis,
+            typed.dynamic_chunks_max,
         )
+    raise ValueError(f"stage must be 'lookup' or 'loss', got {stage!r}")
+
+
+def chunk_count(config: ConfigLike, *, stage: Stage, items: int) -> int:
+    """Sub-tasks for a stage of `items` rows or events; never more chunks than items."""
+    rule = stage_rule(config, stage)
+    if items < 1:
+        raise ValueError(f"a {stage} stage needs at least one item to split, got {items}")
+    if rule.strategy is ChunkingStrategy.FIXED_CHUNKS:
+        chunks = rule.fixed_chunks
     else:
-        raise ValueError(f"stage must be 'lookup' or 'loss', got {stage!r}")
-    if strategy is ChunkingStrategy.FIXED_CHUNKS:
-        chunks = fixed
-    else:
-        chunks = min(-(-items // per_chunk), typed.dynamic_chunks_max)
+        chunks = min(-(-items // rule.items_per_chunk), rule.max_chunks)
     return min(chunks, items)
 
 
