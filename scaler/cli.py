@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from api import cli as api_cli
 from scaler import plan_command
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     version_parser = subparsers.add_parser("version", help="print the version")
     version_parser.set_defaults(func=_print_version)
     plan_command.add_parser(subparsers)
+    api_cli.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""One blueprint per resource of the OasisPlatform v2 API."""

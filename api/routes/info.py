@@ -1,0 +1,48 @@
+"""Health, server information, the OpenAPI document and Prometheus metrics: no token needed."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from flask import Response, current_app, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.replies import Reply
+
+bp = APIBlueprint("info", __name__, abp_tags=[Tag(name="info")])
+
+
+@bp.get("/healthcheck/")
+def healthcheck() -> Reply:
+    """Liveness: the process answers."""
+    return jsonify({"status": "OK"})
+
+
+@bp.get("/server_info/")
+def server_info() -> Reply:
+    """Version and the authentication flow (the client reads `config.API_AUTH_TYPE`)."""
+    return jsonify(
+        {"version": _version(), "config": {"API_AUTH_TYPE": "simple", "DEFAULT_RUN_MODE": "V2"}}
+    )
+
+
+@bp.get("/openapi.json", doc_ui=False)
+def openapi() -> Reply:
+    """The OpenAPI document, built from the routes and their pydantic models."""
+    return jsonify(current_app.api_doc)  # type: ignore[attr-defined]
+
+
+@bp.get("/metrics", doc_ui=False)
+def metrics() -> Reply:
+    """Prometheus metrics of this process."""
+    registry: CollectorRegistry = current_app.extensions["metrics_registry"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _version() -> str:
+    try:
+        return package_version("oasis-autoscaler")
+    except PackageNotFoundError:
+        return "unknown"
