@@ -1,0 +1,39 @@
+"""Servers shared by the integration tests: one Redis per session, an API per database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import api_server, postgres_server, redis_server
+
+PASSWORD = "secret-pw"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def api_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[str]:
+    """The API as a real process, once on SQLite and once on PostgreSQL."""
+    database_url = (
+        request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    )
+    data_dir: Path = tmp_path_factory.mktemp(f"api-{request.param}") / "data"
+    with api_server(
+        data_dir, database_url=database_url, redis_url=redis_url, password=PASSWORD
+    ) as url:
+        yield url

@@ -1,0 +1,221 @@
+"""Real Redis, PostgreSQL and API processes for tests, on free ports of 127.0.0.1.
+
+Each is a context manager that starts the server, polls until it answers (with a deadline), and
+stops it by PID on exit. A missing binary is an error, never a skip: CI must run every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+START_DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    deadline: float = START_DEADLINE,
+) -> None:
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} while starting")
+        try:
+            if check():
+                return
+        except (OSError, requests.RequestException):
+            pass
+        time.sleep(0.05)  # polling with a deadline
+    raise TimeoutError(f"{what} did not come up within {deadline} s")
+
+
+def binary(name: str, *candidates: str) -> str:
+    for candidate in (name, *candidates):
+        found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+        if found:
+            return found
+    raise RuntimeError(f"{name} is not installed: run .ci/setup (it installs what tests need)")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A private Redis; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _redis_ping(port), "redis-server", process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(process)
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+def _postgres_bin(tool: str) -> str:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return binary(tool, *(str(v / tool) for v in versions))
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A private PostgreSQL cluster (run as a non-root user when we are root); yields its URL."""
+    # Not under pytest's tmp dir: that is private to root, and PostgreSQL refuses to run as root.
+    directory = Path(tempfile.mkdtemp(prefix="oasis-autoscaler-pg-"))
+    data = directory / "pgdata"
+    port = free_port()
+    as_user = _unprivileged_user() if os.geteuid() == 0 else None
+    if as_user:
+        shutil.chown(directory, user=as_user)
+    _run_as(
+        as_user,
+        [
+            _postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "oasis",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+    )
+    process = subprocess.Popen(
+        _as(
+            as_user,
+            [
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={directory}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _pg_ready(port), "postgres", process)
+        yield f"postgresql+psycopg://oasis@127.0.0.1:{port}/postgres"
+    finally:
+        stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _pg_ready(port: int) -> bool:
+    import psycopg
+
+    with psycopg.connect(
+        f"host=127.0.0.1 port={port} user=oasis dbname=postgres", connect_timeout=1
+    ):
+        return True
+
+
+def _unprivileged_user() -> str:
+    for user in ("postgres", "nobody"):
+        if subprocess.run(["id", "-u", user], capture_output=True).returncode == 0:
+            return user
+    raise RuntimeError("PostgreSQL refuses to run as root and no unprivileged user exists")
+
+
+def _as(user: str | None, command: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *command] if user else command
+
+
+def _run_as(user: str | None, command: list[str]) -> None:
+    subprocess.run(_as(user, command), check=True, capture_output=True)
+
+
+@contextmanager
+def api_server(
+    data_dir: Path, *, database_url: str | None, redis_url: str, password: str = "secret-pw"
+) -> Iterator[str]:
+    """`oasis-autoscaler api` as a real process; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "OASIS_AUTOSCALER_ADMIN_USERNAME": "admin",
+        "OASIS_AUTOSCALER_ADMIN_PASSWORD": password,
+    }
+    command = [
+        str(Path(sys.executable).with_name("oasis-autoscaler")),
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--redis-url",
+        redis_url,
+    ]
+    if database_url:
+        command += ["--database-url", database_url]
+    log = (data_dir.parent / f"api-{port}.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "the API", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()
