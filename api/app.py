@@ -10,6 +10,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from api import auth, db, errors, queueing
 from api.routes import analyses, info, models, portfolios, queues, tasks
+from api.schemas import FieldErrors
 from api.settings import ApiSettings
 
 BLUEPRINTS = (info.bp, auth.bp, models.bp, portfolios.bp, analyses.bp, tasks.bp, queues.bp)
@@ -26,8 +27,10 @@ def create_app(settings: ApiSettings | None = None) -> OpenAPI:
             description="The OasisPlatform v2 API for models, portfolios and analyses, "
             "with each model's scaling and chunking configuration.",
         ),
+        security_schemes={"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         doc_ui=False,
         validation_error_status=400,
+        validation_error_model=FieldErrors,
         validation_error_callback=errors.validation_error_response,
     )
     app.url_map.strict_slashes = False

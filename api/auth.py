@@ -19,10 +19,11 @@ from api import db
 from api.errors import ApiError
 from api.orm import User
 from api.replies import Reply
+from api.schemas import BEARER, PROTECTED
 from api.settings import ApiSettings
 
 ALGORITHM = "HS256"
-bp = APIBlueprint("auth", __name__, abp_tags=[Tag(name="auth")])
+bp = APIBlueprint("auth", __name__, abp_tags=[Tag(name="auth")], abp_responses=PROTECTED)
 # Endpoints reachable without a token (the client calls server_info/ before it logs in).
 PUBLIC_ENDPOINTS = {
     "auth.access_token",
@@ -55,13 +56,18 @@ def unauthorized(message: str) -> ApiError:
 @bp.post("/access_token/", responses={200: TokenResponse})
 def access_token(body: TokenRequest) -> Reply:
     """Log in with a username and password."""
-    user = db.session().scalar(select(User).where(User.username == body.username))
+    # No username holds a NUL (PostgreSQL cannot store one, and refuses it in a query).
+    user = (
+        None
+        if "\x00" in body.username
+        else db.session().scalar(select(User).where(User.username == body.username))
+    )
     if user is None or not check_password_hash(user.password_hash, body.password):
         raise unauthorized("Invalid username or password.")
     return jsonify(_tokens(user.id))
 
 
-@bp.post("/refresh_token/", responses={200: TokenResponse})
+@bp.post("/refresh_token/", responses={200: TokenResponse}, security=BEARER)
 def refresh_token() -> Reply:
     """New tokens for the refresh token in `Authorization: Bearer` (the body is ignored)."""
     claims = _claims(_bearer(), "refresh")

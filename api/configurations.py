@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
-from flask import request
 from pydantic import BaseModel, ValidationError
 
-from api.errors import BODY, ApiError, bad_request, field_errors
+from api.errors import ApiError, field_errors
 
 log = logging.getLogger(__name__)
 C = TypeVar("C", bound=BaseModel)
@@ -43,11 +42,3 @@ def merge_fields(current: C, changes: dict[str, Any]) -> C:
         return type(current).model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         raise ApiError(400, field_errors(exc)) from None
-
-
-def json_object() -> dict[str, Any]:
-    """The request body, which must be a JSON object."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise bad_request(BODY, "The request body must be a JSON object.")
-    return body

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Select, func
+from sqlalchemy import Select, false, func
 
 from api.errors import bad_request
+from scaler.configuration import INT32_MAX
 
 T = TypeVar("T")
 
@@ -20,12 +21,14 @@ def apply_filters(
     for name, value in query.model_dump(exclude_none=True).items():
         field, _, operator = name.partition("__")
         column = getattr(table, (columns or {}).get(field, field))
-        if operator == "contains":
+        if operator == "in":
+            statement = statement.where(column.in_(_listed(name, column, str(value))))
+        elif not _storable(value):
+            statement = statement.where(false())
+        elif operator == "contains":
             statement = statement.where(
                 func.lower(column).contains(str(value).lower(), autoescape=True)
             )
-        elif operator == "in":
-            statement = statement.where(column.in_(_listed(name, column, str(value))))
         elif isinstance(value, str):
             statement = statement.where(func.lower(column) == value.lower())
         else:
@@ -36,8 +39,19 @@ def apply_filters(
 def _listed(name: str, column: Any, value: str) -> list[Any]:
     kind = column.type.python_type
     try:
-        return [kind(v.strip()) for v in value.split(",") if v.strip()]
+        values = [kind(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
         raise bad_request(
             name, f"Must be a comma-separated list of {kind.__name__} values."
         ) from None
+    return [v for v in values if _storable(v)]
+
+
+def _storable(value: Any) -> bool:
+    """Whether a column could hold `value`. One that it could not matches no row; it is not sent
+    to the database, as PostgreSQL refuses it (text with a NUL, an integer beyond int32)."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, int):
+        return abs(value) <= INT32_MAX
+    return True

@@ -9,9 +9,18 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    RootModel,
+    StrictInt,
+    create_model,
+)
 
-from scaler.configuration import ScalingConfiguration
+from scaler.configuration import INT32_MAX, ScalingConfiguration, whole_number
 from worker.configuration import ChunkingConfiguration
 
 
@@ -26,8 +35,12 @@ Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=st
 Identifier = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 ]
-Name = Annotated[str, Field(min_length=1, max_length=255)]
-Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+# PostgreSQL cannot store a NUL in text.
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+
+# Numbers follow the configurations' rule: 3.0 is 3; 1.5, true, "3" and null are refused.
+WholeNumber = BeforeValidator(whole_number)
+Id = Annotated[StrictInt, Field(ge=1, le=INT32_MAX), WholeNumber]
 
 
 def partial_model(model: type[BaseModel]) -> type[BaseModel]:
@@ -64,19 +77,19 @@ class Strict(BaseModel):
 
 
 class ModelPath(BaseModel):
-    model_pk: int = Field(ge=1, le=2**31 - 1)
+    model_pk: int = Field(ge=1, le=INT32_MAX)
 
 
 class PortfolioPath(BaseModel):
-    portfolio_pk: int = Field(ge=1, le=2**31 - 1)
+    portfolio_pk: int = Field(ge=1, le=INT32_MAX)
 
 
 class AnalysisPath(BaseModel):
-    analysis_pk: int = Field(ge=1, le=2**31 - 1)
+    analysis_pk: int = Field(ge=1, le=INT32_MAX)
 
 
 class TaskPath(BaseModel):
-    task_pk: int = Field(ge=1, le=2**31 - 1)
+    task_pk: int = Field(ge=1, le=INT32_MAX)
 
 
 class ModelIn(Strict):
@@ -131,7 +144,7 @@ class AnalysisIn(Strict):
     name: Name
     portfolio: Id
     model: Id
-    priority: Annotated[StrictInt, Field(ge=1, le=10)] = 4
+    priority: Annotated[StrictInt, Field(ge=1, le=10), WholeNumber] = 4
     complex_model_data_files: list[Id] = Field(
         default_factory=list, max_length=0, description="Not supported: must be empty."
     )
@@ -231,19 +244,118 @@ class AnalysisQuery(BaseModel):
     name__contains: str | None = None
     status: str | None = None
     status__in: str | None = Field(None, description="Comma-separated statuses.")
-    model: int | None = Field(None, ge=1, le=2**31 - 1)
-    model__in: str | None = Field(None, description="Comma-separated model ids.")
-    portfolio: int | None = Field(None, ge=1, le=2**31 - 1)
+    model: int | None = Field(None, ge=1, le=INT32_MAX)
+    model__in: str | None = Field(
+        None,
+        pattern=r"^ *[0-9]{1,10} *(, *[0-9]{1,10} *)*$",
+        description="Comma-separated model ids.",
+    )
+    portfolio: int | None = Field(None, ge=1, le=INT32_MAX)
     run_mode: str | None = None
 
 
 class TaskQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    analysis: int | None = Field(None, ge=1, le=2**31 - 1)
+    analysis: int | None = Field(None, ge=1, le=INT32_MAX)
     status: str | None = None
     slug__contains: str | None = None
 
 
 class Message(BaseModel):
     detail: str
+
+
+Reasons = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class FieldErrors(RootModel[Annotated[dict[str, Reasons], Field(min_length=1)]]):
+    """A refusal (400): each bad field, or `body` for the body as a whole, with its reasons."""
+
+
+class JsonObject(RootModel[dict[str, Any]]):
+    """Any JSON object."""
+
+
+class IdList(RootModel[list[int]]):
+    """Ids."""
+
+
+class ModelList(RootModel[list[ModelOut]]):
+    """Models, by id."""
+
+
+class PortfolioList(RootModel[list[PortfolioOut]]):
+    """Portfolios, by id."""
+
+
+class AnalysisList(RootModel[list[AnalysisOut]]):
+    """Analyses, by id."""
+
+
+class SubTaskList(RootModel[list[SubTaskOut]]):
+    """Sub-tasks, by id."""
+
+
+class QueueList(RootModel[list[QueueOut]]):
+    """One queue per model, by model id."""
+
+
+class QueueStatusAnalysis(BaseModel):
+    name: str
+    id: int
+    portfolio: int
+    model: int
+    status: str
+    priority: int
+    analysis_chunks: int | None
+    lookup_chunks: int | None
+    sub_task_count: int
+    queue_names: list[str]
+    status_count: StatusCount
+
+
+class QueueStatusEntry(BaseModel):
+    analysis: QueueStatusAnalysis
+    updated_tasks: list[SubTaskOut]
+
+
+class QueueStatusContent(BaseModel):
+    queue: QueueOut
+    analyses: list[QueueStatusEntry]
+
+
+class QueueStatus(BaseModel):
+    """The queues with their active analyses, as the platform's websocket message."""
+
+    time: str
+    type: str
+    status: str
+    content: list[QueueStatusContent]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ServerConfig(BaseModel):
+    API_AUTH_TYPE: str
+    DEFAULT_RUN_MODE: str
+
+
+class ServerInfo(BaseModel):
+    version: str
+    config: ServerConfig
+
+
+def text(media_type: str = "text/plain") -> dict[str, Any]:
+    """An OpenAPI answer whose body is text of `media_type` rather than JSON."""
+    return {"content": {media_type: {"schema": {"type": "string"}}}}
+
+
+# The answers every route of a blueprint documents. flask-openapi3 gives each operation a 400 for
+# its request validation; stated here, it has the shape the API answers with (not pydantic's list).
+REFUSALS: Responses = {400: FieldErrors}
+# Routes that need the access token (`BEARER`, the app's `jwt` security scheme) answer 401 too.
+PROTECTED: Responses = {**REFUSALS, 401: Message}
+BEARER: list[dict[str, list[str]]] = [{"jwt": []}]

@@ -9,14 +9,29 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # Kubernetes replica counts are int32.
 INT32_MAX = 2**31 - 1
 
-Count = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
-PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
+
+def whole_number(value: object) -> object:
+    """JSON has one kind of number, and to JSON Schema (so to the OpenAPI document) 3.0 is the
+    integer 3: take it as 3. 1.5, true, "3" and null are still refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[StrictInt, Field(ge=0, le=INT32_MAX), BeforeValidator(whole_number)]
+PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX), BeforeValidator(whole_number)]
 
 
 class ScalingStrategy(StrEnum):

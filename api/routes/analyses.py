@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 
 from api import db, serialize
-from api.configurations import json_object, merge_fields, stored
+from api.configurations import merge_fields, stored
 from api.errors import bad_request, not_found
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
@@ -17,22 +17,37 @@ from api.queueing import publish
 from api.replies import Reply
 from api.routes.models import chunking_of
 from api.schemas import (
+    BEARER,
+    PROTECTED,
     AnalysisIn,
+    AnalysisList,
     AnalysisOut,
     AnalysisPath,
     AnalysisQuery,
     ChunkingConfigurationUpdate,
+    JsonObject,
     Message,
     Responses,
-    SubTaskOut,
+    SubTaskList,
+    text,
 )
 from worker.chunking import effective_configuration
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
 
-bp = APIBlueprint("analyses", __name__, url_prefix="/v2/analyses", abp_tags=[Tag(name="analyses")])
-ANSWERS: Responses = {200: AnalysisOut, 400: Message, 404: Message}
+bp = APIBlueprint(
+    "analyses",
+    __name__,
+    url_prefix="/v2/analyses",
+    abp_tags=[Tag(name="analyses")],
+    abp_security=BEARER,
+    abp_responses=PROTECTED,
+)
+ANSWERS: Responses = {200: AnalysisOut, 404: Message}
+# Actions that put a task on the queue: 503 when the broker cannot be reached.
+QUEUEING: Responses = {**ANSWERS, 503: Message}
+TEXT: Responses = {200: text(), 404: Message}
 
 
 class SubTaskQuery(BaseModel):
@@ -49,7 +64,7 @@ def get_analysis(analysis_pk: int) -> Analysis:
     return row
 
 
-@bp.get("/", responses={200: AnalysisOut})
+@bp.get("/", responses={200: AnalysisList})
 def list_analyses(query: AnalysisQuery) -> Reply:
     statement = apply_filters(
         select(Analysis),
@@ -61,7 +76,7 @@ def list_analyses(query: AnalysisQuery) -> Reply:
     return jsonify([serialize.analysis(a) for a in rows])
 
 
-@bp.post("/", responses={201: AnalysisOut, 400: Message})
+@bp.post("/", responses={201: AnalysisOut})
 def create_analysis(body: AnalysisIn) -> Reply:
     session = db.session()
     if session.get(Portfolio, body.portfolio) is None:
@@ -89,7 +104,7 @@ def delete_analysis(path: AnalysisPath) -> Reply:
     return "", 204
 
 
-@bp.get("/<int:analysis_pk>/settings/", responses={404: Message})
+@bp.get("/<int:analysis_pk>/settings/", responses={200: JsonObject, 404: Message})
 def get_settings(path: AnalysisPath) -> Reply:
     row = get_analysis(path.analysis_pk)
     if row.settings is None:
@@ -97,11 +112,11 @@ def get_settings(path: AnalysisPath) -> Reply:
     return jsonify(row.settings)
 
 
-@bp.post("/<int:analysis_pk>/settings/", responses={400: Message, 404: Message})
-def post_settings(path: AnalysisPath) -> Reply:
+@bp.post("/<int:analysis_pk>/settings/", responses={200: JsonObject, 404: Message})
+def post_settings(path: AnalysisPath, body: JsonObject) -> Reply:
     """The analysis settings JSON; `model_settings.event_set` selects the event set."""
     row = get_analysis(path.analysis_pk)
-    row.settings = json_object()
+    row.settings = body.root
     db.session().commit()
     return jsonify(row.settings)
 
@@ -125,7 +140,7 @@ def get_chunking(path: AnalysisPath) -> Reply:
 
 @bp.post(
     "/<int:analysis_pk>/chunking_configuration/",
-    responses={200: ChunkingConfiguration, 400: Message, 404: Message},
+    responses={200: ChunkingConfiguration, 404: Message},
 )
 def post_chunking(path: AnalysisPath, body: ChunkingConfigurationUpdate) -> Reply:
     """Override the given fields for this analysis; answers the effective configuration."""
@@ -138,7 +153,7 @@ def post_chunking(path: AnalysisPath, body: ChunkingConfigurationUpdate) -> Repl
     return jsonify(effective_chunking(row).model_dump(mode="json"))
 
 
-@bp.get("/<int:analysis_pk>/sub_task_list/", responses={200: SubTaskOut, 404: Message})
+@bp.get("/<int:analysis_pk>/sub_task_list/", responses={200: SubTaskList, 404: Message})
 def sub_task_list(path: AnalysisPath, query: SubTaskQuery) -> Reply:
     row = get_analysis(path.analysis_pk)
     tasks = [
@@ -150,19 +165,19 @@ def sub_task_list(path: AnalysisPath, query: SubTaskQuery) -> Reply:
     return jsonify([serialize.sub_task(t) for t in tasks])
 
 
-@bp.post("/<int:analysis_pk>/generate_inputs/", responses=ANSWERS)
+@bp.post("/<int:analysis_pk>/generate_inputs/", responses=QUEUEING)
 def generate_inputs(path: AnalysisPath) -> Reply:
     """Queue input generation (keys lookup per location chunk) on the model's queue."""
     return _queue(path.analysis_pk, "generate_inputs")
 
 
-@bp.post("/<int:analysis_pk>/run/", responses=ANSWERS)
+@bp.post("/<int:analysis_pk>/run/", responses=QUEUEING)
 def run(path: AnalysisPath) -> Reply:
     """Queue the loss run (one sub-task per event chunk) on the model's queue."""
     return _queue(path.analysis_pk, "run")
 
 
-@bp.post("/<int:analysis_pk>/generate_and_run/", responses=ANSWERS)
+@bp.post("/<int:analysis_pk>/generate_and_run/", responses=QUEUEING)
 def generate_and_run(path: AnalysisPath) -> Reply:
     return _queue(path.analysis_pk, "generate_and_run")
 
@@ -183,7 +198,7 @@ def cancel_analysis_run(path: AnalysisPath) -> Reply:
     return _cancel(path.analysis_pk, "cancel_analysis_run")
 
 
-@bp.get("/<int:analysis_pk>/input_generation_traceback_file/", responses={404: Message})
+@bp.get("/<int:analysis_pk>/input_generation_traceback_file/", responses=TEXT)
 def input_generation_traceback_file(path: AnalysisPath) -> Reply:
     return _text(
         get_analysis(path.analysis_pk).input_generation_traceback,
@@ -191,7 +206,7 @@ def input_generation_traceback_file(path: AnalysisPath) -> Reply:
     )
 
 
-@bp.get("/<int:analysis_pk>/run_traceback_file/", responses={404: Message})
+@bp.get("/<int:analysis_pk>/run_traceback_file/", responses=TEXT)
 def run_traceback_file(path: AnalysisPath) -> Reply:
     return _text(
         get_analysis(path.analysis_pk).run_traceback,

@@ -10,17 +10,18 @@ from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.replies import Reply
+from api.schemas import REFUSALS, Health, ServerInfo
 
-bp = APIBlueprint("info", __name__, abp_tags=[Tag(name="info")])
+bp = APIBlueprint("info", __name__, abp_tags=[Tag(name="info")], abp_responses=REFUSALS)
 
 
-@bp.get("/healthcheck/")
+@bp.get("/healthcheck/", responses={200: Health})
 def healthcheck() -> Reply:
     """Liveness: the process answers."""
     return jsonify({"status": "OK"})
 
 
-@bp.get("/server_info/")
+@bp.get("/server_info/", responses={200: ServerInfo})
 def server_info() -> Reply:
     """Version and the authentication flow (the client reads `config.API_AUTH_TYPE`)."""
     return jsonify(

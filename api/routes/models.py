@@ -8,15 +8,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api import db, serialize
-from api.configurations import json_object, merge, stored
+from api.configurations import merge, stored
 from api.errors import bad_request, not_found
 from api.filters import apply_filters
 from api.orm import Model
 from api.replies import Reply
 from api.schemas import (
+    BEARER,
+    PROTECTED,
     ChunkingConfigurationUpdate,
+    IdList,
+    JsonObject,
     Message,
     ModelIn,
+    ModelList,
     ModelOut,
     ModelPath,
     ModelQuery,
@@ -26,7 +31,14 @@ from api.schemas import (
 from scaler.configuration import ScalingConfiguration
 from worker.configuration import ChunkingConfiguration
 
-bp = APIBlueprint("models", __name__, url_prefix="/v2/models", abp_tags=[Tag(name="models")])
+bp = APIBlueprint(
+    "models",
+    __name__,
+    url_prefix="/v2/models",
+    abp_tags=[Tag(name="models")],
+    abp_security=BEARER,
+    abp_responses=PROTECTED,
+)
 NOT_FOUND: Responses = {404: Message}
 
 
@@ -37,7 +49,7 @@ def get_model(model_pk: int) -> Model:
     return row
 
 
-@bp.get("/", responses={200: ModelOut})
+@bp.get("/", responses={200: ModelList})
 def list_models(query: ModelQuery) -> Reply:
     """Models, filtered as OasisPlatform filters them (exact match is case-insensitive)."""
     statement = apply_filters(select(Model), Model, query)
@@ -73,14 +85,14 @@ def delete_model(path: ModelPath) -> Reply:
     return "", 204
 
 
-@bp.get("/<int:model_pk>/data_files", responses={**NOT_FOUND})
+@bp.get("/<int:model_pk>/data_files", responses={200: IdList, **NOT_FOUND})
 def data_files(path: ModelPath) -> Reply:
     """Complex-model data files are not supported: always an empty list."""
     get_model(path.model_pk)
     return jsonify([])
 
 
-@bp.get("/<int:model_pk>/settings/", responses={**NOT_FOUND})
+@bp.get("/<int:model_pk>/settings/", responses={200: JsonObject, **NOT_FOUND})
 def get_settings(path: ModelPath) -> Reply:
     """The model settings JSON (`model_settings.event_set.options[].number_of_events` matters)."""
     row = get_model(path.model_pk)
@@ -89,10 +101,10 @@ def get_settings(path: ModelPath) -> Reply:
     return jsonify(row.settings)
 
 
-@bp.post("/<int:model_pk>/settings/", responses={**NOT_FOUND})
-def post_settings(path: ModelPath) -> Reply:
+@bp.post("/<int:model_pk>/settings/", responses={200: JsonObject, **NOT_FOUND})
+def post_settings(path: ModelPath, body: JsonObject) -> Reply:
     row = get_model(path.model_pk)
-    row.settings = json_object()
+    row.settings = body.root
     db.session().commit()
     return jsonify(row.settings)
 

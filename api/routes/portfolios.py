@@ -13,11 +13,27 @@ from api.files import checked_location_file
 from api.filters import apply_filters
 from api.orm import Portfolio
 from api.replies import Reply
-from api.schemas import Message, PortfolioIn, PortfolioOut, PortfolioPath, PortfolioQuery, Responses
+from api.schemas import (
+    BEARER,
+    PROTECTED,
+    Message,
+    PortfolioIn,
+    PortfolioList,
+    PortfolioOut,
+    PortfolioPath,
+    PortfolioQuery,
+    Responses,
+    text,
+)
 from api.settings import ApiSettings
 
 bp = APIBlueprint(
-    "portfolios", __name__, url_prefix="/v2/portfolios", abp_tags=[Tag(name="portfolios")]
+    "portfolios",
+    __name__,
+    url_prefix="/v2/portfolios",
+    abp_tags=[Tag(name="portfolios")],
+    abp_security=BEARER,
+    abp_responses=PROTECTED,
 )
 NOT_FOUND: Responses = {404: Message}
 
@@ -38,7 +54,7 @@ def _settings() -> ApiSettings:
     return settings
 
 
-@bp.get("/", responses={200: PortfolioOut})
+@bp.get("/", responses={200: PortfolioList})
 def list_portfolios(query: PortfolioQuery) -> Reply:
     statement = apply_filters(select(Portfolio), Portfolio, query).order_by(Portfolio.id)
     return jsonify([serialize.portfolio(p) for p in db.session().scalars(statement)])
@@ -77,7 +93,7 @@ def delete_portfolio(path: PortfolioPath) -> Reply:
     return "", 204
 
 
-@bp.get("/<int:portfolio_pk>/location_file/", responses={**NOT_FOUND})
+@bp.get("/<int:portfolio_pk>/location_file/", responses={200: text("text/csv"), **NOT_FOUND})
 def get_location_file(path: PortfolioPath) -> Reply:
     """The uploaded location file, as `text/csv` (the client checks the type exactly)."""
     row = get_portfolio(path.portfolio_pk)
@@ -102,7 +118,7 @@ def post_location_file(path: PortfolioPath, form: LocationFileForm) -> Reply:
         request.files.get("file"), settings.files_dir, settings.max_upload_bytes
     )
     previous = row.location_file_stored
-    row.location_file_name = form.file.filename or "location.csv"
+    row.location_file_name = _file_name(form.file.filename)
     row.location_file_stored, row.location_file_rows = stored, rows
     db.session().commit()
     _remove(previous)
@@ -119,6 +135,13 @@ def delete_location_file(path: PortfolioPath) -> Reply:
     db.session().commit()
     _remove(previous)
     return "", 204
+
+
+def _file_name(given: str | None) -> str:
+    """The client's name for the file as the column can hold it: no NUL, at most 255 characters
+    (the last ones, to keep the extension). PostgreSQL refuses anything else."""
+    name = (given or "").replace("\x00", "")[-255:]
+    return name or "location.csv"
 
 
 def _remove(stored: str | None) -> None:

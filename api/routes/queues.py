@@ -15,9 +15,16 @@ from api import db, serialize
 from api.orm import Analysis, Model
 from api.queueing import queue_depth
 from api.replies import Reply
-from api.schemas import QueueOut, format_timestamp
+from api.schemas import BEARER, PROTECTED, QueueList, QueueOut, QueueStatus, format_timestamp
 
-bp = APIBlueprint("queues", __name__, url_prefix="/v2", abp_tags=[Tag(name="queues")])
+bp = APIBlueprint(
+    "queues",
+    __name__,
+    url_prefix="/v2",
+    abp_tags=[Tag(name="queues")],
+    abp_security=BEARER,
+    abp_responses=PROTECTED,
+)
 # Analyses shown by queue-status, as upstream.
 ACTIVE = (
     "NEW",
@@ -29,13 +36,13 @@ ACTIVE = (
 )
 
 
-@bp.get("/queue/", responses={200: QueueOut})
+@bp.get("/queue/", responses={200: QueueList})
 def queues() -> Reply:
     """Every model's queue: sub-task counts from the database, message count from Redis."""
     return jsonify([entry for entry, _ in _queues()])
 
 
-@bp.get("/queue-status/")
+@bp.get("/queue-status/", responses={200: QueueStatus})
 def queue_status() -> Reply:
     """Queues with their active analyses, in the shape of the platform's websocket message."""
     content = [

@@ -11,14 +11,27 @@ from api.errors import not_found
 from api.filters import apply_filters
 from api.orm import SubTask
 from api.replies import Reply
-from api.schemas import Message, SubTaskOut, TaskPath, TaskQuery
+from api.schemas import (
+    BEARER,
+    PROTECTED,
+    Message,
+    Responses,
+    SubTaskList,
+    SubTaskOut,
+    TaskPath,
+    TaskQuery,
+    text,
+)
 
 bp = APIBlueprint(
     "tasks",
     __name__,
     url_prefix="/v2/analysis-task-statuses",
     abp_tags=[Tag(name="analysis-task-statuses")],
+    abp_security=BEARER,
+    abp_responses=PROTECTED,
 )
+LOG: Responses = {200: text(), 404: Message}
 
 
 def get_task(task_pk: int) -> SubTask:
@@ -28,7 +41,7 @@ def get_task(task_pk: int) -> SubTask:
     return row
 
 
-@bp.get("/", responses={200: SubTaskOut})
+@bp.get("/", responses={200: SubTaskList})
 def list_tasks(query: TaskQuery) -> Reply:
     statement = apply_filters(select(SubTask), SubTask, query, columns={"analysis": "analysis_id"})
     return jsonify(
@@ -41,17 +54,17 @@ def get_one(path: TaskPath) -> Reply:
     return jsonify(serialize.sub_task(get_task(path.task_pk)))
 
 
-@bp.get("/<int:task_pk>/output_log/", responses={404: Message})
+@bp.get("/<int:task_pk>/output_log/", responses=LOG)
 def output_log(path: TaskPath) -> Reply:
     return _log(get_task(path.task_pk).output_log, f"output log of sub-task {path.task_pk}")
 
 
-@bp.get("/<int:task_pk>/error_log/", responses={404: Message})
+@bp.get("/<int:task_pk>/error_log/", responses=LOG)
 def error_log(path: TaskPath) -> Reply:
     return _log(get_task(path.task_pk).error_log, f"error log of sub-task {path.task_pk}")
 
 
-@bp.get("/<int:task_pk>/retry_log/", responses={404: Message})
+@bp.get("/<int:task_pk>/retry_log/", responses=LOG)
 def retry_log(path: TaskPath) -> Reply:
     return _log(get_task(path.task_pk).retry_log, f"retry log of sub-task {path.task_pk}")
 
