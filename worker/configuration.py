@@ -10,11 +10,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 INT32_MAX = 2**31 - 1
 
-PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
+
+def whole_number(value: object) -> object:
+    """JSON has one kind of number, and to JSON Schema (so to the OpenAPI document) 3.0 is the
+    integer 3: take it as 3. 1.5, true, "3" and null are still refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX), BeforeValidator(whole_number)]
 
 
 class ChunkingStrategy(StrEnum):
