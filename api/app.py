@@ -12,6 +12,7 @@ from api import auth, db, errors, queueing
 from api.routes import analyses, info, models, portfolios, queues, tasks
 from api.schemas import FieldErrors
 from api.settings import ApiSettings
+from worker.storage import Storage
 
 BLUEPRINTS = (info.bp, auth.bp, models.bp, portfolios.bp, analyses.bp, tasks.bp, queues.bp)
 
@@ -49,6 +50,7 @@ def create_app(settings: ApiSettings | None = None) -> OpenAPI:
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     app.extensions["metrics_registry"] = registry
+    app.extensions["storage"] = Storage(settings.data_dir)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
     with app.app_context():

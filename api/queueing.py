@@ -37,6 +37,17 @@ def publish(task: str, analysis_id: int, queue: str) -> str:
     return str(result.id)
 
 
+def revoke(task_ids: list[str]) -> None:
+    """Ask every worker to drop these tasks and stop the ones running (best effort)."""
+    if not task_ids:
+        return
+    celery: Celery = current_app.extensions["celery"]
+    try:
+        celery.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+    except (KombuError, OSError, RedisError) as exc:
+        current_app.logger.warning("could not revoke %d tasks: %s", len(task_ids), exc)
+
+
 def queue_depth(queue: str) -> int:
     """Messages waiting on `queue`, its priority lists included; 0 when Redis is unreachable."""
     redis: Redis = current_app.extensions["redis"]

@@ -353,6 +353,11 @@ def text(media_type: str = "text/plain") -> dict[str, Any]:
     return {"content": {media_type: {"schema": {"type": "string"}}}}
 
 
+def binary(media_type: str) -> dict[str, Any]:
+    """An OpenAPI answer whose body is a file of `media_type`."""
+    return {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
+
+
 # The answers every route of a blueprint documents. flask-openapi3 gives each operation a 400 for
 # its request validation; stated here, it has the shape the API answers with (not pydantic's list).
 REFUSALS: Responses = {400: FieldErrors}

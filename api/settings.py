@@ -30,7 +30,3 @@ class ApiSettings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'api.sqlite3'}"
-
-    @property
-    def files_dir(self) -> Path:
-        return self.data_dir / "files"

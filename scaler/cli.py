@@ -12,6 +12,7 @@ from rich.console import Console
 
 from api import cli as api_cli
 from scaler import plan_command
+from worker import cli as worker_cli
 
 
 def version() -> str:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     version_parser.set_defaults(func=_print_version)
     plan_command.add_parser(subparsers)
     api_cli.add_parser(subparsers)
+    worker_cli.add_parser(subparsers)
     return parser
 
 

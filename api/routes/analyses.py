@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from pathlib import Path
+
+from flask import Response, jsonify, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
@@ -13,9 +15,10 @@ from api.errors import bad_request, not_found
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
 from api.orm import Analysis, Model, Portfolio, SubTask
-from api.queueing import publish
+from api.queueing import publish, revoke
 from api.replies import Reply
 from api.routes.models import chunking_of
+from api.routes.portfolios import storage
 from api.schemas import (
     BEARER,
     PROTECTED,
@@ -29,6 +32,7 @@ from api.schemas import (
     Message,
     Responses,
     SubTaskList,
+    binary,
     text,
 )
 from worker.chunking import effective_configuration
@@ -48,6 +52,7 @@ ANSWERS: Responses = {200: AnalysisOut, 404: Message}
 # Actions that put a task on the queue: 503 when the broker cannot be reached.
 QUEUEING: Responses = {**ANSWERS, 503: Message}
 TEXT: Responses = {200: text(), 404: Message}
+ARCHIVE: Responses = {200: binary("application/gzip"), 404: Message}
 
 
 class SubTaskQuery(BaseModel):
@@ -101,6 +106,7 @@ def delete_analysis(path: AnalysisPath) -> Reply:
     session = db.session()
     session.delete(get_analysis(path.analysis_pk))
     session.commit()
+    storage().remove_analysis(path.analysis_pk)
     return "", 204
 
 
@@ -214,11 +220,32 @@ def run_traceback_file(path: AnalysisPath) -> Reply:
     )
 
 
-@bp.get("/<int:analysis_pk>/output_file/", responses={404: Message})
+@bp.get("/<int:analysis_pk>/output_file/", responses=ARCHIVE)
 def output_file(path: AnalysisPath) -> Reply:
-    """The outputs as a tar.gz, once a run has completed."""
+    """The outputs (ORD) as a tar.gz, once a run has completed."""
     get_analysis(path.analysis_pk)
-    raise not_found(f"output file of analysis {path.analysis_pk}")
+    return _archive(
+        storage().output_archive(path.analysis_pk), f"output file of analysis {path.analysis_pk}"
+    )
+
+
+@bp.get("/<int:analysis_pk>/input_file/", responses=ARCHIVE)
+def input_file(path: AnalysisPath) -> Reply:
+    """The Oasis input files as a tar.gz, once inputs have been generated."""
+    get_analysis(path.analysis_pk)
+    return _archive(
+        storage().input_archive(path.analysis_pk), f"input file of analysis {path.analysis_pk}"
+    )
+
+
+def _archive(archive: Path, what: str) -> Reply:
+    if not archive.is_file():
+        raise not_found(what)
+    response = send_file(
+        archive, mimetype="application/gzip", as_attachment=True, download_name=archive.name
+    )
+    response.headers["Content-Type"] = "application/gzip"
+    return response
 
 
 def effective_chunking(row: Analysis) -> ChunkingConfiguration:
@@ -278,10 +305,12 @@ def _cancel(analysis_pk: int, action: Action) -> Reply:
     row = get_analysis(analysis_pk)
     _check_can(row, action)
     row.status = after_cancel(row.status)
-    for task in row.sub_tasks:
-        if task.status in serialize.IN_QUEUE:
-            task.status = "CANCELLED"
+    unfinished = [task for task in row.sub_tasks if task.status in serialize.IN_QUEUE]
+    for task in unfinished:
+        task.status = "CANCELLED"
     db.session().commit()
+    # Workers skip a sub-task of a cancelled analysis anyway; revoking also stops running ones.
+    revoke([task.task_id for task in unfinished if task.task_id])
     return jsonify(serialize.analysis(row))
 
 

@@ -26,6 +26,7 @@ from api.schemas import (
     text,
 )
 from api.settings import ApiSettings
+from worker.storage import Storage
 
 bp = APIBlueprint(
     "portfolios",
@@ -52,6 +53,11 @@ def get_portfolio(portfolio_pk: int) -> Portfolio:
 def _settings() -> ApiSettings:
     settings: ApiSettings = current_app.config["SETTINGS"]
     return settings
+
+
+def storage() -> Storage:
+    shared: Storage = current_app.extensions["storage"]
+    return shared
 
 
 @bp.get("/", responses={200: PortfolioList})
@@ -100,7 +106,7 @@ def get_location_file(path: PortfolioPath) -> Reply:
     if not row.location_file_stored:
         raise not_found(f"location file of portfolio {path.portfolio_pk}")
     response = send_file(
-        _settings().files_dir / row.location_file_stored,
+        storage().upload(row.location_file_stored),
         mimetype="text/csv",
         as_attachment=True,
         download_name=row.location_file_name or "location.csv",
@@ -115,7 +121,7 @@ def post_location_file(path: PortfolioPath, form: LocationFileForm) -> Reply:
     row = get_portfolio(path.portfolio_pk)
     settings = _settings()
     stored, rows = checked_location_file(
-        request.files.get("file"), settings.files_dir, settings.max_upload_bytes
+        request.files.get("file"), storage().uploads, settings.max_upload_bytes
     )
     previous = row.location_file_stored
     row.location_file_name = _file_name(form.file.filename)
@@ -146,4 +152,4 @@ def _file_name(given: str | None) -> str:
 
 def _remove(stored: str | None) -> None:
     if stored:
-        (_settings().files_dir / stored).unlink(missing_ok=True)
+        storage().remove(storage().upload(stored))

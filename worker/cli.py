@@ -1,0 +1,68 @@
+"""`oasis-autoscaler worker`: a model worker (and splitter) consuming one model's queue."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+FLAGS = {
+    "queue": str,
+    "data_dir": Path,
+    "database_url": str,
+    "redis_url": str,
+    "model_data_dir": Path,
+    "concurrency": int,
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a model worker on its model's queue",
+        description="Consume one model's queue: split the analyses queued there into sub-tasks "
+        "and run them with the Oasis kernel. Settings come from OASIS_AUTOSCALER_* environment "
+        "variables; these flags override them.",
+    )
+    for name, kind in FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    parser.add_argument("--loglevel", default="INFO")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from worker.runtime import configure
+    from worker.settings import WorkerSettings
+    from worker.tasks import configure as configure_celery
+
+    overrides = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    settings = WorkerSettings(**overrides)
+    if not settings.queue:
+        console.print("[red]error:[/] give the model's queue: --queue or OASIS_AUTOSCALER_QUEUE")
+        return 2
+    # numba compiles in this process too (lookup, run preparation), not only in the kernel's.
+    os.environ["NUMBA_CACHE_DIR"] = str(settings.effective_numba_cache_dir.absolute())
+    configure(settings)
+    app = configure_celery(settings)
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            settings.queue,
+            "--concurrency",
+            str(settings.concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"{settings.queue}@{socket.gethostname()}",
+        ]
+    )
+    return 0

@@ -1,0 +1,248 @@
+"""What the workers write to the API's database: the progress of stages and sub-tasks.
+
+The API owns the schema (api/orm.py); the workers change it only through these functions,
+each one short transaction. Every change is conditional on the analysis still being in the
+stage it was started for, so a cancelled analysis is never brought back to life by a sub-task
+that was already on its way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.orm import Analysis, SubTask
+from worker.stages import StagePlan
+
+IN_QUEUE = ("PENDING", "QUEUED", "STARTED")
+
+
+@dataclass(frozen=True)
+class StageStatuses:
+    queued: str
+    started: str
+    done: str
+    error: str
+    cancelled: str
+
+
+INPUTS = StageStatuses(
+    "INPUTS_GENERATION_QUEUED",
+    "INPUTS_GENERATION_STARTED",
+    "READY",
+    "INPUTS_GENERATION_ERROR",
+    "INPUTS_GENERATION_CANCELLED",
+)
+LOSSES = StageStatuses("RUN_QUEUED", "RUN_STARTED", "RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED")
+STATUSES = {"inputs": INPUTS, "losses": LOSSES}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AnalysisFacts:
+    """What a splitter needs to know of an analysis, read in one go."""
+
+    id: int
+    status: str
+    queue: str
+    model_id: int
+    location_file: str | None
+    location_rows: int | None
+    settings: dict[str, Any] | None
+    model_settings: dict[str, Any] | None
+    model_chunking: dict[str, Any] | None
+    chunking_override: dict[str, Any] | None
+
+
+def read_analysis(sessions: sessionmaker[Session], analysis_id: int) -> AnalysisFacts | None:
+    with sessions() as session:
+        row = session.get(Analysis, analysis_id)
+        if row is None:
+            return None
+        return AnalysisFacts(
+            id=row.id,
+            status=row.status,
+            queue=row.model.queue_name,
+            model_id=row.model_id,
+            location_file=row.portfolio.location_file_stored,
+            location_rows=row.portfolio.location_file_rows,
+            settings=row.settings,
+            model_settings=row.model.settings,
+            model_chunking=row.model.chunking_configuration,
+            chunking_override=row.chunking_override,
+        )
+
+
+def begin_stage(
+    sessions: sessionmaker[Session],
+    analysis_id: int,
+    plan: StagePlan,
+    task_ids: Sequence[str],
+    queue: str,
+    *,
+    expected: str,
+    chunks_field: str,
+    events: int = 0,
+) -> bool:
+    """Record every sub-task of the stage as queued and move the analysis to started.
+
+    False, and nothing written, when the analysis is no longer in the `expected` status.
+    """
+    statuses = STATUSES[plan.stage]
+    with sessions.begin() as session:
+        row = session.get(Analysis, analysis_id, with_for_update=True)
+        if row is None or row.status != expected:
+            return False
+        session.execute(
+            delete(SubTask).where(
+                (SubTask.analysis_id == analysis_id) & (SubTask.stage == plan.stage)
+            )
+        )
+        stamp = now()
+        for spec, task_id in zip(plan.sub_tasks, task_ids, strict=True):
+            session.add(
+                SubTask(
+                    analysis_id=analysis_id,
+                    stage=plan.stage,
+                    task_id=task_id,
+                    status="QUEUED",
+                    queue_name=queue,
+                    name=spec.name,
+                    slug=spec.slug,
+                    pending_time=stamp,
+                    queue_time=stamp,
+                )
+            )
+        row.status = statuses.started
+        setattr(row, chunks_field, len(plan.chunks))
+        row.task_started = row.task_started or stamp
+        if plan.stage == "losses":
+            row.num_events_total, row.num_events_complete = events, 0
+    return True
+
+
+def start_sub_task(
+    sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str
+) -> bool:
+    """Mark a sub-task started; False when its analysis left the stage (cancelled, failed)."""
+    with sessions.begin() as session:
+        status = session.scalar(select(Analysis.status).where(Analysis.id == analysis_id))
+        if status != STATUSES[stage].started:
+            return False
+        session.execute(
+            update(SubTask)
+            .where(
+                (SubTask.analysis_id == analysis_id)
+                & (SubTask.stage == stage)
+                & (SubTask.slug == slug)
+                & SubTask.status.in_(IN_QUEUE + ("ERROR",))
+            )
+            .values(status="STARTED", start_time=now(), end_time=None)
+        )
+    return True
+
+
+def finish_sub_task(
+    sessions: sessionmaker[Session],
+    analysis_id: int,
+    stage: str,
+    slug: str,
+    output_log: str,
+    *,
+    analysis_status: str | None = None,
+    **analysis_fields: Any,
+) -> None:
+    """Mark a sub-task completed; with `analysis_status`, move the analysis on in the same
+    transaction (the last sub-task of a stage), so no one sees all done and still started."""
+    statuses = STATUSES[stage]
+    with sessions.begin() as session:
+        row = session.get(Analysis, analysis_id, with_for_update=True)
+        if row is None or row.status != statuses.started:
+            return
+        session.execute(
+            update(SubTask)
+            .where(
+                (SubTask.analysis_id == analysis_id)
+                & (SubTask.stage == stage)
+                & (SubTask.slug == slug)
+            )
+            .values(status="COMPLETED", end_time=now(), output_log=output_log)
+        )
+        for field, value in analysis_fields.items():
+            setattr(row, field, value)
+        if analysis_status:
+            row.status = analysis_status
+            if analysis_status == statuses.done:
+                row.task_finished = now()
+
+
+def note_retry(
+    sessions: sessionmaker[Session],
+    analysis_id: int,
+    stage: str,
+    slug: str,
+    attempt: int,
+    error: str,
+) -> None:
+    with sessions.begin() as session:
+        task = _sub_task(session, analysis_id, stage, slug)
+        if task is not None:
+            task.retry_count = attempt
+            task.status = "QUEUED"
+            task.retry_log = (task.retry_log or "") + f"attempt {attempt} failed: {error}\n"
+
+
+def fail_stage(
+    sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str, traceback: str
+) -> None:
+    """The sub-task failed for good: it and its analysis end in error, with the traceback."""
+    statuses = STATUSES[stage]
+    with sessions.begin() as session:
+        row = session.get(Analysis, analysis_id, with_for_update=True)
+        if row is None or row.status != statuses.started:
+            return
+        task = _sub_task(session, analysis_id, stage, slug)
+        if task is not None:
+            task.status, task.end_time, task.error_log = "ERROR", now(), traceback
+        row.status, row.task_finished = statuses.error, now()
+        if stage == "inputs":
+            row.input_generation_traceback = traceback
+        else:
+            row.run_traceback = traceback
+        session.execute(
+            update(SubTask)
+            .where((SubTask.analysis_id == analysis_id) & SubTask.status.in_(IN_QUEUE))
+            .values(status="CANCELLED")
+        )
+
+
+def refuse_stage(
+    sessions: sessionmaker[Session], analysis_id: int, stage: str, reason: str
+) -> None:
+    """A queued stage that cannot start ends in error, with the reason as its traceback."""
+    statuses = STATUSES[stage]
+    with sessions.begin() as session:
+        row = session.get(Analysis, analysis_id, with_for_update=True)
+        if row is None or row.status != statuses.queued:
+            return
+        row.status, row.task_finished = statuses.error, now()
+        if stage == "inputs":
+            row.input_generation_traceback = reason
+        else:
+            row.run_traceback = reason
+
+
+def _sub_task(session: Session, analysis_id: int, stage: str, slug: str) -> SubTask | None:
+    return session.scalar(
+        select(SubTask).where(
+            (SubTask.analysis_id == analysis_id) & (SubTask.stage == stage) & (SubTask.slug == slug)
+        )
+    )

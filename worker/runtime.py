@@ -1,0 +1,59 @@
+"""What a worker process needs at hand: its settings, the database, the storage and its model.
+
+Set once per process by `configure` (the worker command does it before Celery starts, and the
+pool's processes inherit it); tasks reach it through `current()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine
+from worker.demo_model import DemoModel, ensure_demo_model, model_files
+from worker.settings import WorkerSettings
+from worker.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: WorkerSettings
+    sessions: sessionmaker[Session]
+    storage: Storage
+    model: DemoModel
+
+    @property
+    def numba_cache_dir(self) -> Path:
+        return self.settings.effective_numba_cache_dir.absolute()
+
+
+_current: Runtime | None = None
+
+
+def configure(settings: WorkerSettings) -> Runtime:
+    global _current
+    storage = Storage(settings.data_dir)
+    if settings.model_data_dir is not None:
+        model = model_files(settings.model_data_dir.absolute())
+        log.info("running the model whose data is in %s", settings.model_data_dir)
+    else:
+        model = ensure_demo_model(storage.root / "demo-model")
+        log.info(
+            "no model data given (OASIS_AUTOSCALER_MODEL_DATA_DIR): running the built-in "
+            "demo model in %s",
+            model.model_data_dir.parent,
+        )
+    engine = make_engine(settings.effective_database_url)
+    _current = Runtime(settings, sessionmaker(engine, expire_on_commit=False), storage, model)
+    return _current
+
+
+def current() -> Runtime:
+    if _current is None:
+        return configure(WorkerSettings())
+    return _current

@@ -1,0 +1,41 @@
+"""The worker's settings: one typed object, from `OASIS_AUTOSCALER_*` variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OASIS_AUTOSCALER_", extra="ignore")
+
+    # Shared with the API: the same data dir (a ReadWriteMany volume on Kubernetes), database
+    # and broker.
+    data_dir: Path = Path.home() / ".local" / "share" / "oasis-autoscaler"
+    database_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # The model queue this worker consumes (<supplier>-<model>-<version>).
+    queue: str | None = None
+    # This model's data (a keys_data/ and model_data/ folder with lookup_config.json and
+    # model_settings.json); unset: the built-in demo model.
+    model_data_dir: Path | None = None
+    concurrency: int = Field(default=1, ge=1)
+    # Above the longest chunk: a message not acknowledged by then is delivered again.
+    visibility_timeout_seconds: int = Field(default=6 * 3600, ge=1)
+    # A failing sub-task is tried again after 2, 4, 8, ... seconds, up to this many times.
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    # Kernel pipelines for a stage that is not split (one chunk): every core when unset.
+    processes: int | None = Field(default=None, ge=1)
+    # numba's compiled code survives restarts here; unset: <data_dir>/numba-cache.
+    numba_cache_dir: Path | None = None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'api.sqlite3'}"
+
+    @property
+    def effective_numba_cache_dir(self) -> Path:
+        return self.numba_cache_dir or self.data_dir / "numba-cache"

@@ -1,0 +1,262 @@
+"""The Celery app: the splitter's main tasks and the one sub-task that runs every step.
+
+Main tasks (put on a model's queue by the API) cut a stage into sub-tasks with the chunking core,
+record them all, and queue them on the same queue as one canvas: the steps before the chunks,
+a chord of the chunks, then the steps that join them. Workers ack late and reject on worker
+loss with a prefetch of 1, so a chunk whose worker dies is delivered again, and every step is
+idempotent, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+import uuid
+from typing import Any
+
+from celery import Celery, Task, chain, chord
+from celery.canvas import Signature
+from celery.signals import worker_process_init
+
+from api.configurations import stored
+from worker import records
+from worker.chunking import chunk_count, effective_configuration
+from worker.configuration import ChunkingConfiguration, ChunkingStrategy
+from worker.event_sets import EventSetError, selected_event_count
+from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
+from worker.records import INPUTS, LOSSES, AnalysisFacts
+from worker.runtime import current
+from worker.settings import WorkerSettings
+from worker.stages import StagePlan, input_generation, losses
+from worker.steps import StepContext, step_for
+
+log = logging.getLogger(__name__)
+SUB_TASK = "oasis.sub_task"
+# The API publishes a main task just before it commits the analysis's new status; a worker
+# that is quicker than that commit looks again, this many times, this far apart.
+COMMIT_WAIT_TRIES = 20
+COMMIT_WAIT_SECONDS = 0.25
+
+app = Celery("oasis_autoscaler")
+
+
+def configure(settings: WorkerSettings) -> Celery:
+    """Point the app at the broker with the settings that keep work from being lost."""
+    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.queue or "celery",
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        result_expires=7 * 24 * 3600,
+    )
+    return app
+
+
+@worker_process_init.connect
+def _own_process_group(**_: Any) -> None:
+    """Each pool process leads its own process group: when a kernel run fails, its script kills
+    the processes of its group started after it, which must not include other pool processes."""
+    os.setpgrp()
+
+
+@app.task(name=GENERATE_INPUTS_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
+def generate_inputs(self: Task, analysis_id: int) -> str:
+    return _split_inputs(self, analysis_id, then_run=False)
+
+
+@app.task(name=GENERATE_AND_RUN_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
+def generate_and_run(self: Task, analysis_id: int) -> str:
+    return _split_inputs(self, analysis_id, then_run=True)
+
+
+@app.task(name=RUN_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
+def run(self: Task, analysis_id: int) -> str:
+    facts = _queued(self, analysis_id, LOSSES.queued)
+    if facts is None:
+        return "not queued for a run: nothing to do"
+    config = _chunking(facts)
+    events = _events(facts)
+    strategy = config.loss_strategy
+    if events is None and strategy is ChunkingStrategy.DYNAMIC_CHUNKS:
+        message = "DYNAMIC_CHUNKS loss chunking needs number_of_events on the selected event set"
+        records.refuse_stage(current().sessions, analysis_id, "losses", message)
+        return message
+    chunks = (
+        chunk_count(config, stage="loss", items=events) if events else config.fixed_analysis_chunks
+    )
+    storage = current().storage
+    storage.remove(storage.run_dir(analysis_id))
+    storage.remove(storage.output_archive(analysis_id))
+    return _start(
+        facts,
+        losses(chunks),
+        expected=LOSSES.queued,
+        chunks_field="analysis_chunks",
+        events=events or 0,
+        then_run=False,
+    )
+
+
+def _split_inputs(task: Task, analysis_id: int, *, then_run: bool) -> str:
+    facts = _queued(task, analysis_id, INPUTS.queued)
+    if facts is None:
+        return "not queued for input generation: nothing to do"
+    rows = facts.location_rows or 0
+    chunks = chunk_count(_chunking(facts), stage="lookup", items=rows) if rows else 1
+    storage = current().storage
+    for path in (storage.inputs_work(analysis_id), storage.input_archive(analysis_id)):
+        storage.remove(path)
+    return _start(
+        facts,
+        input_generation(chunks),
+        expected=INPUTS.queued,
+        chunks_field="lookup_chunks",
+        events=0,
+        then_run=then_run,
+    )
+
+
+def _queued(task: Task, analysis_id: int, expected: str) -> AnalysisFacts | None:
+    """The analysis if it is in `expected`; waits out the API's commit; None if it moved on."""
+    facts = records.read_analysis(current().sessions, analysis_id)
+    if facts is not None and facts.status == expected:
+        return facts
+    if task.request.retries < COMMIT_WAIT_TRIES and (
+        facts is None or "CANCELLED" not in facts.status
+    ):
+        raise task.retry(countdown=COMMIT_WAIT_SECONDS)
+    log.info(
+        "analysis %s is %s, not %s: message dropped",
+        analysis_id,
+        facts.status if facts else "gone",
+        expected,
+    )
+    return None
+
+
+def _chunking(facts: AnalysisFacts) -> ChunkingConfiguration:
+    owner = f"analysis {facts.id}"
+    model = stored(ChunkingConfiguration, facts.model_chunking, owner)
+    override = stored(ChunkingConfiguration, facts.chunking_override, owner)
+    return effective_configuration(
+        model, override.model_dump(include=set(facts.chunking_override or {}))
+    )
+
+
+def _events(facts: AnalysisFacts) -> int | None:
+    model_settings = facts.model_settings or _demo_model_settings()
+    try:
+        return selected_event_count(model_settings, facts.settings)
+    except EventSetError:
+        return None
+
+
+def _demo_model_settings() -> Any:
+    return json.loads(current().model.model_settings.read_text())
+
+
+def _start(
+    facts: AnalysisFacts,
+    plan: StagePlan,
+    *,
+    expected: str,
+    chunks_field: str,
+    events: int,
+    then_run: bool,
+) -> str:
+    signatures = [
+        _signature(facts, plan, spec.slug, spec.chunk, then_run and spec == plan.last)
+        for spec in plan.sub_tasks
+    ]
+    task_ids = [str(s.options["task_id"]) for s in signatures]
+    if not records.begin_stage(
+        current().sessions,
+        facts.id,
+        plan,
+        task_ids,
+        facts.queue,
+        expected=expected,
+        chunks_field=chunks_field,
+        events=events,
+    ):
+        return "the analysis moved on before its stage started"
+    before, rest = len(plan.before), len(plan.before) + len(plan.chunks)
+    canvas = chain(
+        *signatures[:before],
+        chord(signatures[before:rest], signatures[rest]),
+        *signatures[rest + 1 :],
+    )
+    canvas.apply_async()
+    return f"{plan.stage}: {len(plan.chunks)} chunks, {len(plan.sub_tasks)} sub-tasks queued"
+
+
+def _signature(
+    facts: AnalysisFacts, plan: StagePlan, slug: str, chunk: int | None, then_run: bool
+) -> Signature:
+    return app.signature(
+        SUB_TASK,
+        args=(facts.id, plan.stage, slug, chunk, len(plan.chunks)),
+        kwargs={"then_run": then_run},
+        immutable=True,
+        options={"queue": facts.queue, "task_id": str(uuid.uuid4())},
+    )
+
+
+@app.task(name=SUB_TASK, bind=True)
+def sub_task(
+    self: Task,
+    analysis_id: int,
+    stage: str,
+    slug: str,
+    chunk: int | None,
+    chunks: int,
+    then_run: bool = False,
+) -> str:
+    runtime = current()
+    sessions = runtime.sessions
+    if not records.start_sub_task(sessions, analysis_id, stage, slug):
+        return f"{slug}: the analysis left its {stage} stage; skipped"
+    facts = records.read_analysis(sessions, analysis_id)
+    assert facts is not None
+    try:
+        output = step_for(stage, slug, chunk)(StepContext(runtime, facts, chunk, chunks))
+    except Exception as exc:
+        attempt = self.request.retries + 1
+        if self.request.retries < runtime.settings.max_retries:
+            records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc))
+            delay = runtime.settings.retry_backoff_seconds * 2**self.request.retries
+            raise self.retry(
+                exc=exc, countdown=delay, max_retries=runtime.settings.max_retries
+            ) from exc
+        records.fail_stage(sessions, analysis_id, stage, slug, traceback.format_exc())
+        raise
+    _finish(facts, stage, slug, output, last=slug == "cleanup", then_run=then_run)
+    return output
+
+
+def _finish(
+    facts: AnalysisFacts, stage: str, slug: str, output: str, *, last: bool, then_run: bool
+) -> None:
+    sessions = current().sessions
+    statuses = records.STATUSES[stage]
+    if not last:
+        records.finish_sub_task(sessions, facts.id, stage, slug, output)
+    elif then_run:
+        # Inputs are ready and a run was asked for: queue it on the same queue.
+        records.finish_sub_task(
+            sessions, facts.id, stage, slug, output, analysis_status=LOSSES.queued
+        )
+        app.send_task(RUN_TASK, args=[facts.id], queue=facts.queue)
+    else:
+        records.finish_sub_task(
+            sessions, facts.id, stage, slug, output, analysis_status=statuses.done
+        )
