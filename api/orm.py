@@ -106,6 +106,8 @@ class SubTask(Base):
     start_time: Mapped[datetime | None]
     end_time: Mapped[datetime | None]
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Which worker process ran it last (<hostname>:<pid>), for the Gantt chart of sub-tasks.
+    worker: Mapped[str | None] = mapped_column(String(255))
     output_log: Mapped[str | None] = mapped_column(Text)
     error_log: Mapped[str | None] = mapped_column(Text)
     retry_log: Mapped[str | None] = mapped_column(Text)

@@ -204,6 +204,7 @@ class SubTaskOut(BaseModel):
     start_time: Timestamp | None
     end_time: Timestamp | None
     retry_count: int
+    worker: str | None = Field(description="The worker process that ran it last (host:pid).")
     output_log: str | None
     error_log: str | None
     retry_log: str | None

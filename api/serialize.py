@@ -117,6 +117,7 @@ def sub_task(row: SubTask) -> dict[str, Any]:
         start_time=row.start_time,
         end_time=row.end_time,
         retry_count=row.retry_count,
+        worker=row.worker,
         output_log=link(base + "output_log/") if row.output_log is not None else None,
         error_log=link(base + "error_log/") if row.error_log is not None else None,
         retry_log=link(base + "retry_log/") if row.retry_log is not None else None,

@@ -130,7 +130,7 @@ def begin_stage(
 
 
 def start_sub_task(
-    sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str
+    sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str, worker: str
 ) -> bool:
     """Mark a sub-task started; False when its analysis left the stage (cancelled, failed)."""
     with sessions.begin() as session:
@@ -145,7 +145,7 @@ def start_sub_task(
                 & (SubTask.slug == slug)
                 & SubTask.status.in_(IN_QUEUE + ("ERROR",))
             )
-            .values(status="STARTED", start_time=now(), end_time=None)
+            .values(status="STARTED", start_time=now(), end_time=None, worker=worker)
         )
     return True
 

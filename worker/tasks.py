@@ -223,7 +223,8 @@ def sub_task(
 ) -> str:
     runtime = current()
     sessions = runtime.sessions
-    if not records.start_sub_task(sessions, analysis_id, stage, slug):
+    worker = f"{self.request.hostname}:{os.getpid()}"
+    if not records.start_sub_task(sessions, analysis_id, stage, slug, worker):
         return f"{slug}: the analysis left its {stage} stage; skipped"
     facts = records.read_analysis(sessions, analysis_id)
     assert facts is not None
