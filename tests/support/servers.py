@@ -219,3 +219,48 @@ def api_server(
     finally:
         stop(process)
         log.close()
+
+
+@contextmanager
+def worker_server(
+    data_dir: Path,
+    *,
+    redis_url: str,
+    queue: str,
+    numba_cache_dir: Path,
+    concurrency: int = 1,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`oasis-autoscaler worker` on `queue` as a real process group; yields the process."""
+    settings = {
+        "OASIS_AUTOSCALER_DATA_DIR": str(data_dir),
+        "OASIS_AUTOSCALER_REDIS_URL": redis_url,
+        "OASIS_AUTOSCALER_NUMBA_CACHE_DIR": str(numba_cache_dir),
+        **(env or {}),
+    }
+    command = [
+        str(Path(sys.executable).with_name("oasis-autoscaler")),
+        "worker",
+        "--queue",
+        queue,
+        "--concurrency",
+        str(concurrency),
+    ]
+    log_path = log_path or data_dir.parent / f"worker-{queue}-{free_port()}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **settings},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: b" ready." in log_path.read_bytes(), f"worker on {queue}", process, deadline=120
+        )
+        yield process
+    finally:
+        stop(process, grace=30)
+        log.close()

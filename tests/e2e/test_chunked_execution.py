@@ -1,0 +1,247 @@
+"""Chunked execution end to end, through the real `oasislmf` client and real worker processes.
+
+The same analysis gives the same outputs in one chunk and in many (fixed and dynamic chunking,
+both stages); a worker killed with SIGKILL mid-run loses nothing; a cancelled run ends cancelled
+with no sub-task left in the queue; a failing sub-task is retried, then reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import signal
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from worker.demo_model import ensure_demo_model
+
+pytestmark = pytest.mark.e2e
+
+DEADLINE = 300.0
+REL_TOL = 1e-6
+ONE_CHUNK = {
+    "lookup_strategy": "FIXED_CHUNKS",
+    "fixed_lookup_chunks": 1,
+    "loss_strategy": "FIXED_CHUNKS",
+    "fixed_analysis_chunks": 1,
+}
+FIXED = {
+    "lookup_strategy": "FIXED_CHUNKS",
+    "fixed_lookup_chunks": 3,
+    "loss_strategy": "FIXED_CHUNKS",
+    "fixed_analysis_chunks": 4,
+}
+DYNAMIC = {
+    "lookup_strategy": "DYNAMIC_CHUNKS",
+    "dynamic_locations_per_lookup": 4,
+    "loss_strategy": "DYNAMIC_CHUNKS",
+    "dynamic_events_per_analysis": 500,
+    "dynamic_chunks_max": 10,
+}
+
+
+def outputs(stack: Stack, analysis: int, folder: Path) -> dict[str, list[dict[str, str]]]:
+    """The CSV outputs of an analysis, downloaded through the client, by file name."""
+    stack.client().download_output(analysis, download_path=str(folder))
+    archive = folder / f"analysis_{analysis}_output.tar.gz"
+    tables = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith(".csv"):
+                text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+                tables[Path(member.name).name] = list(csv.DictReader(io.StringIO(text)))
+    return tables
+
+
+def assert_same_outputs(
+    left: dict[str, list[dict[str, str]]], right: dict[str, list[dict[str, str]]]
+) -> None:
+    assert sorted(left) == sorted(right)
+    assert left, "no outputs"
+    for name in left:
+        assert len(left[name]) == len(right[name]), name
+        for row_l, row_r in zip(left[name], right[name], strict=True):
+            assert row_l.keys() == row_r.keys()
+            for column, value in row_l.items():
+                other = row_r[column]
+                try:
+                    assert math.isclose(
+                        float(value), float(other), rel_tol=REL_TOL, abs_tol=1e-9
+                    ), (name, column, value, other)
+                except ValueError:
+                    assert value == other, (name, column)
+
+
+def run_to_completion(stack: Stack, analysis: int) -> None:
+    client = stack.client()
+    assert client.run_generate(analysis, poll_interval=0.5) is True
+    assert client.run_analysis(analysis, poll_interval=0.5) is True
+
+
+@pytest.fixture(scope="module")
+def reference(
+    stack: Stack,
+    new_model: Callable[..., dict[str, Any]],
+    new_analysis: Callable[..., int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[dict[str, str]]]:
+    """The outputs of the analysis in one chunk per stage."""
+    model = new_model(ONE_CHUNK)
+    analysis = new_analysis(model)
+    with stack.worker(model["queue_name"], concurrency=2):
+        run_to_completion(stack, analysis)
+    details = stack.client().analyses.get(analysis).json()
+    assert (details["lookup_chunks"], details["analysis_chunks"]) == (1, 1)
+    return outputs(stack, analysis, tmp_path_factory.mktemp("reference"))
+
+
+@pytest.mark.parametrize(
+    ("chunking", "chunks"), [(FIXED, (3, 4)), (DYNAMIC, (3, 3))], ids=["fixed", "dynamic"]
+)
+def test_many_chunks_give_the_outputs_of_one(
+    stack: Stack,
+    new_model: Callable[..., dict[str, Any]],
+    new_analysis: Callable[..., int],
+    reference: dict[str, list[dict[str, str]]],
+    tmp_path: Path,
+    chunking: dict[str, Any],
+    chunks: tuple[int, int],
+) -> None:
+    model = new_model(chunking)
+    analysis = new_analysis(model)
+    with stack.worker(model["queue_name"], concurrency=2):
+        run_to_completion(stack, analysis)
+    client = stack.client()
+    details = client.analyses.get(analysis).json()
+    assert (details["lookup_chunks"], details["analysis_chunks"]) == chunks
+    sub_tasks = client.analyses.sub_task_list(analysis).json()
+    assert len(sub_tasks) == chunks[0] + 5 + chunks[1] + 5
+    assert {t["status"] for t in sub_tasks} == {"COMPLETED"}
+    assert details["status_count"]["COMPLETED"] == details["status_count"]["TOTAL"]
+    assert_same_outputs(reference, outputs(stack, analysis, tmp_path))
+
+
+def wait_for_sub_task(stack: Stack, analysis: int, slug_prefix: str, status: str) -> dict[str, Any]:
+    client = stack.client()
+    stop = time.monotonic() + DEADLINE
+    while time.monotonic() < stop:
+        for task in client.analyses.sub_task_list(analysis).json():
+            if task["slug"].startswith(slug_prefix) and task["status"] == status:
+                return dict(task)
+        time.sleep(0.2)  # polling with a deadline
+    raise TimeoutError(f"no {slug_prefix}* sub-task {status} within {DEADLINE} s")
+
+
+def wait_for_status(stack: Stack, analysis: int, statuses: set[str]) -> dict[str, Any]:
+    client = stack.client()
+    stop = time.monotonic() + DEADLINE
+    while time.monotonic() < stop:
+        details: dict[str, Any] = client.analyses.get(analysis).json()
+        if details["status"] in statuses:
+            return details
+        time.sleep(0.2)  # polling with a deadline
+    raise TimeoutError(f"analysis {analysis} not in {statuses} within {DEADLINE} s")
+
+
+def test_a_worker_killed_mid_chunk_loses_nothing(
+    stack: Stack,
+    new_model: Callable[..., dict[str, Any]],
+    new_analysis: Callable[..., int],
+    reference: dict[str, list[dict[str, str]]],
+    tmp_path: Path,
+) -> None:
+    model = new_model(FIXED)
+    analysis = new_analysis(model)
+    client = stack.client()
+    # A short visibility timeout, so the killed worker's chunk comes back within the test.
+    fast_redelivery = {"OASIS_AUTOSCALER_VISIBILITY_TIMEOUT_SECONDS": "20"}
+    with stack.worker(model["queue_name"], env=fast_redelivery):
+        assert client.run_generate(analysis, poll_interval=0.5) is True
+    with stack.worker(model["queue_name"], env=fast_redelivery) as victim:
+        client.analyses.run(analysis)
+        running = wait_for_sub_task(stack, analysis, "generate-losses-chunk", "STARTED")
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+    with stack.worker(model["queue_name"], env=fast_redelivery, concurrency=2):
+        details = wait_for_status(stack, analysis, {"RUN_COMPLETED", "RUN_ERROR"})
+    assert details["status"] == "RUN_COMPLETED", client.analyses.get(analysis).text
+    tasks = {t["slug"]: t for t in client.analyses.sub_task_list(analysis).json()}
+    assert tasks[running["slug"]]["status"] == "COMPLETED"
+    assert tasks[running["slug"]]["worker"] != running["worker"]
+    assert_same_outputs(reference, outputs(stack, analysis, tmp_path))
+
+
+def test_a_cancelled_run_leaves_nothing_queued(
+    stack: Stack,
+    new_model: Callable[..., dict[str, Any]],
+    new_analysis: Callable[..., int],
+) -> None:
+    model = new_model({**FIXED, "fixed_analysis_chunks": 8})
+    analysis = new_analysis(model)
+    client = stack.client()
+    with stack.worker(model["queue_name"]):
+        assert client.run_generate(analysis, poll_interval=0.5) is True
+        client.analyses.run(analysis)
+        wait_for_sub_task(stack, analysis, "generate-losses-chunk", "STARTED")
+        assert client.analyses.cancel(analysis).json()["status"] == "RUN_CANCELLED"
+        tasks = client.analyses.sub_task_list(analysis).json()
+        assert not [t for t in tasks if t["status"] in ("PENDING", "QUEUED", "STARTED")]
+        assert "CANCELLED" in {t["status"] for t in tasks}
+        # The worker drains what was queued without doing it, and the run stays cancelled.
+        stop = time.monotonic() + DEADLINE
+        while stack_queue_depth(stack, model["queue_name"]) and time.monotonic() < stop:
+            time.sleep(0.2)  # polling with a deadline
+        assert stack_queue_depth(stack, model["queue_name"]) == 0
+    assert client.analyses.get(analysis).json()["status"] == "RUN_CANCELLED"
+    assert not [
+        t
+        for t in client.analyses.sub_task_list(analysis).json()
+        if t["status"] in ("PENDING", "QUEUED", "STARTED")
+    ]
+
+
+def stack_queue_depth(stack: Stack, queue: str) -> int:
+    entry = next(q for q in stack.client().queue().json() if q["name"] == queue)
+    return int(entry["queue_message_count"])
+
+
+def test_a_failing_chunk_is_retried_then_reported(
+    stack: Stack,
+    new_model: Callable[..., dict[str, Any]],
+    new_analysis: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    # A model whose footprint is cut short: every loss chunk fails in the kernel.
+    broken = tmp_path / "broken-model"
+    demo = ensure_demo_model(stack.data_dir / "demo-model")
+    shutil.copytree(demo.model_data_dir.parent, broken)
+    footprint = broken / demo.model_data_dir.name / "footprint.bin"
+    footprint.write_bytes(footprint.read_bytes()[:64])
+    model = new_model({**FIXED, "fixed_analysis_chunks": 2})
+    analysis = new_analysis(model)
+    client = stack.client()
+    env = {
+        "OASIS_AUTOSCALER_MODEL_DATA_DIR": str(broken),
+        "OASIS_AUTOSCALER_MAX_RETRIES": "2",
+        "OASIS_AUTOSCALER_RETRY_BACKOFF_SECONDS": "0.2",
+    }
+    with stack.worker(model["queue_name"], env=env):
+        assert client.run_generate(analysis, poll_interval=0.5) is True
+        assert client.run_analysis(analysis, poll_interval=0.5) is False
+    details = client.analyses.get(analysis).json()
+    assert details["status"] == "RUN_ERROR"
+    failed = [t for t in client.analyses.sub_task_list(analysis).json() if t["status"] == "ERROR"]
+    assert len(failed) == 1
+    assert failed[0]["retry_count"] == 2
+    log = client.task_status.error_log.get(failed[0]["id"]).text
+    assert "Traceback" in log
+    assert "Traceback" in client.analyses.run_traceback_file.get(analysis).text
