@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.orm import Analysis, SubTask
 from worker.stages import StagePlan
 
 IN_QUEUE = ("PENDING", "QUEUED", "STARTED")
+LOSS_CHUNK = "generate-losses-chunk-"
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,6 @@ def finish_sub_task(
     output_log: str,
     *,
     analysis_status: str | None = None,
-    **analysis_fields: Any,
 ) -> None:
     """Mark a sub-task completed; with `analysis_status`, move the analysis on in the same
     transaction (the last sub-task of a stage), so no one sees all done and still started."""
@@ -176,8 +176,19 @@ def finish_sub_task(
             )
             .values(status="COMPLETED", end_time=now(), output_log=output_log)
         )
-        for field, value in analysis_fields.items():
-            setattr(row, field, value)
+        if stage == "losses" and slug.startswith(LOSS_CHUNK) and row.analysis_chunks:
+            # The client's progress bar: events of the chunks done so far (chunks are even).
+            done = session.scalar(
+                select(func.count())
+                .select_from(SubTask)
+                .where(
+                    (SubTask.analysis_id == analysis_id)
+                    & (SubTask.stage == stage)
+                    & SubTask.slug.startswith(LOSS_CHUNK)
+                    & (SubTask.status == "COMPLETED")
+                )
+            )
+            row.num_events_complete = row.num_events_total * (done or 0) // row.analysis_chunks
         if analysis_status:
             row.status = analysis_status
             if analysis_status == statuses.done:
