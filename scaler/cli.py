@@ -12,7 +12,9 @@ from rich.console import Console
 
 from api import cli as api_cli
 from scaler import plan_command
+from scaler.local import cli as up_cli
 from worker import cli as worker_cli
+from worker import subtasks_command
 
 
 def version() -> str:
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan_command.add_parser(subparsers)
     api_cli.add_parser(subparsers)
     worker_cli.add_parser(subparsers)
+    up_cli.add_parser(subparsers)
+    subtasks_command.add_parser(subparsers)
     return parser
 
 

@@ -93,7 +93,7 @@ def begin_stage(
     chunks_field: str,
     events: int = 0,
 ) -> bool:
-    """Record every sub-task of the stage as queued and move the analysis to started.
+    """Record every sub-task of the stage as pending and move the analysis to started.
 
     False, and nothing written, when the analysis is no longer in the `expected` status.
     """
@@ -114,12 +114,11 @@ def begin_stage(
                     analysis_id=analysis_id,
                     stage=plan.stage,
                     task_id=task_id,
-                    status="QUEUED",
+                    status="PENDING",
                     queue_name=queue,
                     name=spec.name,
                     slug=spec.slug,
                     pending_time=stamp,
-                    queue_time=stamp,
                 )
             )
         row.status = statuses.started
@@ -128,6 +127,16 @@ def begin_stage(
         if plan.stage == "losses":
             row.num_events_total, row.num_events_complete = events, 0
     return True
+
+
+def mark_queued(sessions: sessionmaker[Session], task_id: str) -> None:
+    """A pending sub-task's message is being put on its queue: it is queued from now."""
+    with sessions.begin() as session:
+        session.execute(
+            update(SubTask)
+            .where((SubTask.task_id == task_id) & (SubTask.status == "PENDING"))
+            .values(status="QUEUED", queue_time=now())
+        )
 
 
 def start_sub_task(

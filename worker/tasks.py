@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import Celery, Task, chain, chord
 from celery.canvas import Signature
-from celery.signals import worker_process_init
+from celery.signals import before_task_publish, worker_process_init
 
 from api.configurations import stored
 from worker import records
@@ -66,6 +66,16 @@ def _own_process_group(**_: Any) -> None:
     """Each pool process leads its own process group: when a kernel run fails, its script kills
     the processes of its group started after it, which must not include other pool processes."""
     os.setpgrp()
+
+
+@before_task_publish.connect
+def _mark_queued(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """A sub-task is queued when its message is published: the chunks when the chain reaches
+    the chord, each later step when the one before it is done (the Gantt chart's queue wait)."""
+    if sender == SUB_TASK and headers and "id" in headers:
+        records.mark_queued(current().sessions, str(headers["id"]))
 
 
 @app.task(name=GENERATE_INPUTS_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
