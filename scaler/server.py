@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 
@@ -18,17 +18,38 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 
 
 def create_server(
-    view: StateView, *, max_workers: int = 256, heartbeat_seconds: float = 1.0
+    view: StateView,
+    *,
+    max_workers: int = 256,
+    heartbeat_seconds: float = 1.0,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),  # type: ignore[type-arg]
+    health_servicer: health.HealthServicer | None = None,
 ) -> grpc.Server:
-    """An unstarted server; every open StreamIsActive holds one of the `max_workers` threads."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    """An unstarted server; every open StreamIsActive holds one of the `max_workers` threads.
+
+    Health reports SERVING unless the caller passes its own `health_servicer` to drive.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=list(interceptors)
+    )
     servicer = ExternalScalerServicer(view, heartbeat_seconds=heartbeat_seconds)
     pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    health_servicer = health.HealthServicer()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if health_servicer is None:
+        health_servicer = health.HealthServicer()
+        set_serving(health_servicer, True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server
+
+
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    """Report the whole server and the ExternalScaler service as (not) serving."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, status)
 
 
 @contextmanager

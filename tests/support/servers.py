@@ -264,3 +264,55 @@ def worker_server(
     finally:
         stop(process, grace=30)
         log.close()
+
+
+@contextmanager
+def prometheus_server(
+    directory: Path, targets: list[str], *, scrape_interval: str = "1s"
+) -> Iterator[str]:
+    """A private Prometheus (Debian's `prometheus`) scraping `targets`, each the URL of a
+    /metrics; yields its base URL. Its first sample is queryable ~5 s after start: poll."""
+    import json
+    from urllib.parse import urlsplit
+
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    jobs = []
+    for number, target in enumerate(targets):
+        parts = urlsplit(target)
+        jobs.append(
+            {
+                "job_name": f"target-{number}",
+                "scheme": parts.scheme or "http",
+                "metrics_path": parts.path or "/metrics",
+                "static_configs": [{"targets": [parts.netloc]}],
+            }
+        )
+    config = directory / "prometheus.yml"
+    # JSON is YAML; the scrape timeout may not exceed the interval.
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval},
+                "scrape_configs": jobs,
+            }
+        )
+    )
+    log = (directory / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, "prometheus", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()

@@ -13,6 +13,8 @@ CORES = [
     "worker.chunking",
     "worker.configuration",
     "scaler.plan",
+    "scaler.samples",
+    "scaler.freshness",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 

@@ -1,0 +1,91 @@
+"""The refresh loop: read the source every interval into the view, on a thread of its own.
+
+KEDA's calls never wait for the source: they read the view, which only this loop writes. A failed
+read leaves the view as it was (the last good state) and is recorded, so the calls can tell how
+old that state is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from scaler.freshness import SourceHealth
+from scaler.sources import Source
+from scaler.state import InMemoryStateView
+from scaler.telemetry import ScalerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Refresher:
+    def __init__(
+        self,
+        source: Source,
+        view: InMemoryStateView,
+        health: SourceHealth,
+        *,
+        interval: float,
+        metrics: ScalerMetrics | None = None,
+        on_serving: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._source = source
+        self._view = view
+        self._health = health
+        self._interval = interval
+        self._metrics = metrics
+        self._on_serving = on_serving or (lambda serving: None)
+        self._serving: bool | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scaler-refresh", daemon=True)
+
+    def refresh_once(self) -> bool:
+        """One read of the source into the view; True when it was good."""
+        if self._metrics:
+            self._metrics.refreshes.inc()
+        try:
+            states = self._source()
+        except Exception as error:  # any failure of the source keeps the last good state
+            self._failed(str(error) or type(error).__name__)
+            good = False
+        else:
+            self._view.replace_all(states)
+            if self._health.record.failing_since is not None:
+                log.info("metrics source read again; %d model(s)", len(states))
+            self._health.succeeded()
+            good = True
+        self._publish_serving()
+        return good
+
+    def _failed(self, error: str) -> None:
+        if self._metrics:
+            self._metrics.refresh_errors.inc()
+        # Log when the failure starts or changes, not twice a second while it lasts.
+        if error != self._health.record.last_error:
+            log.warning("cannot read the metrics source (keeping the last good state): %s", error)
+        self._health.failed(error)
+
+    def _publish_serving(self) -> None:
+        serving = self._health.stale_reason() is None
+        if serving != self._serving:
+            if not serving:
+                log.error("not serving: %s", self._health.stale_reason())
+            self._serving = serving
+            self._on_serving(serving)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        # Reads start one interval apart; a slow read is followed by the next at once.
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            self.refresh_once()
+            self._stopping.wait(max(0.0, self._interval - (time.monotonic() - began)))

@@ -1,0 +1,145 @@
+"""From published metric samples to each model's state: the pure core of the scaler's input.
+
+Both sources (a scrape of the publishers' /metrics, or PromQL over Prometheus) reduce to a list of
+`Sample`s with the names of docs/metrics.md; `build_states` turns them into `ModelState`s.
+
+Rules:
+- A model is known when it has an `oasis_model_scaling_info` sample (the API publishes one for
+  every registered model, idle ones included); other samples of unknown models are ignored.
+- Several samples of one number for one model (several scrape targets, or extra labels) are
+  merged by taking the largest, as PromQL's `max by (model)` does. The targets are replicas of
+  the API over one database, so they publish the same numbers: summing would count every
+  analysis once per replica, and the largest is the cautious choice while one lags.
+- A value that does not make a valid `ScalingConfiguration` (a strategy not spelled as the enum,
+  a negative or fractional count, min above max, NaN) never fails the refresh: the model takes
+  the default configuration and a `Problem` says why. A bad work count counts as 0.
+
+Pure: no I/O, nothing from grpc or prometheus_client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from pydantic import ValidationError
+
+from scaler.configuration import ScalingConfiguration
+from scaler.state import ModelState
+
+MODEL_LABEL = "model"
+STRATEGY_LABEL = "strategy"
+INFO = "oasis_model_scaling_info"
+ANALYSES = "oasis_model_analyses"
+PENDING = "oasis_model_pending_sub_tasks"
+# Published gauge -> ScalingConfiguration field.
+CONFIGURATION_GAUGES: Mapping[str, str] = {
+    "oasis_model_worker_count_fixed": "worker_count_fixed",
+    "oasis_model_worker_count_min": "worker_count_min",
+    "oasis_model_worker_count_max": "worker_count_max",
+    "oasis_model_chunks_per_worker": "chunks_per_worker",
+}
+WORK_GAUGES = (ANALYSES, PENDING)
+# Every metric name the scaler reads, for sources that can select by name (PromQL).
+INPUT_METRICS: tuple[str, ...] = (INFO, *WORK_GAUGES, *CONFIGURATION_GAUGES)
+
+
+class Sample(NamedTuple):
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A published value the scaler could not use, and what it did instead."""
+
+    model: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Built:
+    states: dict[str, ModelState] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class _Published:
+    """What the samples say about one model, before validation."""
+
+    strategies: list[str] = field(default_factory=list)
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    def take(self, name: str, value: float) -> None:
+        # NaN loses to any number in max(), so it is kept only when nothing else was published.
+        old = self.numbers.get(name)
+        if old is None or math.isnan(old) or value > old:
+            self.numbers[name] = value
+
+
+def build_states(samples: Iterable[Sample]) -> Built:
+    """Each known model's state from the samples, and the problems met on the way."""
+    published: dict[str, _Published] = {}
+    for sample in samples:
+        model = sample.labels.get(MODEL_LABEL, "")
+        if not model:
+            continue
+        entry = published.setdefault(model, _Published())
+        if sample.name == INFO:
+            strategy = sample.labels.get(STRATEGY_LABEL, "")
+            if strategy not in entry.strategies:
+                entry.strategies.append(strategy)
+        elif sample.name in CONFIGURATION_GAUGES or sample.name in WORK_GAUGES:
+            entry.take(sample.name, float(sample.value))
+    built = Built()
+    for model in sorted(published):
+        entry = published[model]
+        if not entry.strategies:
+            continue  # no scaling_info: not a registered model
+        configuration, problems = _configuration(model, entry)
+        analyses, analyses_problem = _work(model, ANALYSES, entry.numbers.get(ANALYSES))
+        pending, pending_problem = _work(model, PENDING, entry.numbers.get(PENDING))
+        built.states[model] = ModelState(configuration, analyses=analyses, pending=pending)
+        built.problems.extend(problems)
+        built.problems.extend(p for p in (analyses_problem, pending_problem) if p)
+    return built
+
+
+def _configuration(model: str, entry: _Published) -> tuple[ScalingConfiguration, list[Problem]]:
+    problems = []
+    strategy = entry.strategies[0]
+    if len(entry.strategies) > 1:
+        # Replicas disagree only for a moment around an update; the first target wins.
+        problems.append(
+            Problem(
+                model,
+                f"{INFO} gives several strategies {entry.strategies}; using {strategy!r}",
+            )
+        )
+    fields: dict[str, object] = {"scaling_strategy": strategy}
+    for gauge, name in CONFIGURATION_GAUGES.items():
+        if gauge in entry.numbers:
+            fields[name] = entry.numbers[gauge]
+    try:
+        return ScalingConfiguration.model_validate(fields), problems
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc']) or 'configuration'}="
+            f"{detail['input']!r}: {detail['msg']}"
+            for detail in error.errors()
+        )
+        problems.append(
+            Problem(model, f"invalid scaling configuration ({reasons}); using the defaults")
+        )
+        return ScalingConfiguration(), problems
+
+
+def _work(model: str, name: str, value: float | None) -> tuple[int, Problem | None]:
+    if value is None:
+        return 0, None
+    if math.isfinite(value) and value >= 0 and value.is_integer():
+        return int(value), None
+    return 0, Problem(model, f"{name}={value!r} is not a count of work; counting 0")

@@ -1,0 +1,182 @@
+"""The scaler's only I/O: read the published metrics and turn them into each model's state.
+
+A source is a callable returning model -> `ModelState` (as KEDA's redis scaler keeps its I/O in
+`getListLengthFn`), so the refresh loop and the tests can swap it for a lambda. A source raises
+`SourceError` (or any exception) when it cannot read; it never returns a partial guess, so a
+failure leaves the last good state in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from scaler.samples import (
+    INPUT_METRICS,
+    MODEL_LABEL,
+    STRATEGY_LABEL,
+    Problem,
+    Sample,
+    build_states,
+)
+from scaler.settings import ScalerSettings, SourceKind
+from scaler.state import ModelState
+
+log = logging.getLogger(__name__)
+
+Source = Callable[[], Mapping[str, ModelState]]
+ProblemSink = Callable[[Sequence[Problem]], None]
+# Ask for the classic text format: the parser reads it, and every publisher serves it.
+SCRAPE_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
+# One query for every input: PromQL keeps __name__ in a `by` clause, and `max` merges the API's
+# replicas (one series per instance) as build_states merges scrape targets.
+PROMQL = 'max by (__name__, {model}, {strategy}) ({{__name__=~"{names}"}})'.format(
+    model=MODEL_LABEL, strategy=STRATEGY_LABEL, names="|".join(INPUT_METRICS)
+)
+
+
+class SourceError(Exception):
+    """The source could not be read; the message says which and why."""
+
+
+def text_samples(text: str) -> list[Sample]:
+    """The samples of a Prometheus text exposition (raises ValueError on a malformed one)."""
+    return [
+        Sample(sample.name, sample.labels, float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def promql_samples(body: Any) -> list[Sample]:
+    """The samples of a Prometheus `/api/v1/query` answer of result type `vector`."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        detail = body.get("error", body) if isinstance(body, dict) else body
+        raise SourceError(f"Prometheus refused the query: {detail}")
+    data = body.get("data") or {}
+    if data.get("resultType") != "vector":
+        raise SourceError(f"Prometheus answered a {data.get('resultType')!r}, not a vector")
+    samples = []
+    for row in data.get("result") or []:
+        labels = dict(row["metric"])
+        # Values are strings ("3", "NaN", "+Inf"); float() reads every one of them.
+        samples.append(Sample(labels.pop("__name__", ""), labels, float(row["value"][1])))
+    return samples
+
+
+class ScrapeSource:
+    """GET every target's /metrics; the refresh succeeds when at least one target answers.
+
+    The targets are replicas of one publisher (each publishes every model), so one answer is the
+    whole picture, and an API pod restarting does not age the scaler's state.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        *,
+        timeout: float,
+        on_problems: ProblemSink | None = None,
+        on_target_error: Callable[[str], None] | None = None,
+    ) -> None:
+        if not targets:
+            raise ValueError("a scrape source needs at least one target")
+        self._targets = list(targets)
+        self._timeout = timeout
+        self._on_problems = on_problems or log_problems
+        self._on_target_error = on_target_error or (lambda target: None)
+        # One session per target: keep-alive at a refresh every half second, and no session is
+        # shared between the pool's threads.
+        self._sessions = {target: requests.Session() for target in self._targets}
+        self._pool = ThreadPoolExecutor(len(self._targets), thread_name_prefix="scrape")
+
+    def __call__(self) -> Mapping[str, ModelState]:
+        answers = list(self._pool.map(self._scrape, self._targets))
+        samples = [sample for answer in answers if isinstance(answer, list) for sample in answer]
+        errors = [answer for answer in answers if isinstance(answer, str)]
+        if len(errors) == len(self._targets):
+            raise SourceError("; ".join(errors))
+        built = build_states(samples)
+        self._on_problems(built.problems)
+        return built.states
+
+    def _scrape(self, target: str) -> list[Sample] | str:
+        try:
+            response = self._sessions[target].get(
+                target, timeout=self._timeout, headers={"Accept": SCRAPE_ACCEPT}
+            )
+            response.raise_for_status()
+            return text_samples(response.text)
+        except Exception as error:  # whatever one target does wrong fails that target only
+            self._on_target_error(target)
+            return f"{target}: {error}"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for session in self._sessions.values():
+            session.close()
+
+
+class PrometheusSource:
+    """One PromQL instant query per refresh over Prometheus's HTTP API, for every model at once.
+
+    An answer without any model is a failure, not "no models": when the API goes down, Prometheus
+    marks its series stale and the query comes back empty, and forgetting every model then would
+    turn KEDA's answers into NOT_FOUND instead of the last good state.
+    """
+
+    def __init__(self, url: str, *, timeout: float, on_problems: ProblemSink | None = None) -> None:
+        self._endpoint = url.rstrip("/") + "/api/v1/query"
+        self._timeout = timeout
+        self._on_problems = on_problems or log_problems
+        self._session = requests.Session()
+
+    def __call__(self) -> Mapping[str, ModelState]:
+        try:
+            response = self._session.post(
+                self._endpoint, data={"query": PROMQL}, timeout=self._timeout
+            )
+            # Prometheus explains a refused query in a JSON body with a 4xx status.
+            body = response.json()
+        except (requests.RequestException, ValueError) as error:
+            raise SourceError(f"{self._endpoint}: {error}") from error
+        samples = promql_samples(body)
+        built = build_states(samples)
+        self._on_problems(built.problems)
+        if not built.states:
+            raise SourceError(
+                f"{self._endpoint}: no model has the metric oasis_model_scaling_info; "
+                "is Prometheus scraping the API's /metrics?"
+            )
+        return built.states
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def log_problems(problems: Iterable[Problem]) -> None:
+    for problem in problems:
+        log.warning("model %s: %s", problem.model, problem.message)
+
+
+def make_source(
+    settings: ScalerSettings,
+    *,
+    on_problems: ProblemSink | None = None,
+    on_target_error: Callable[[str], None] | None = None,
+) -> ScrapeSource | PrometheusSource:
+    timeout = settings.effective_timeout_seconds
+    if settings.source is SourceKind.PROMETHEUS:
+        assert settings.prometheus_url  # the settings refuse prometheus without a URL
+        return PrometheusSource(settings.prometheus_url, timeout=timeout, on_problems=on_problems)
+    return ScrapeSource(
+        settings.scrape_targets,
+        timeout=timeout,
+        on_problems=on_problems,
+        on_target_error=on_target_error,
+    )
