@@ -13,11 +13,13 @@ idempotent: it builds its result under a temporary name and renames it into plac
 already in place is kept. A loss chunk runs in a private folder that shares the prepared inputs,
 so even two live attempts at one chunk cannot collide; the first to finish is kept.
 
-The lookup: the OED file is loaded once, and every chunk takes its rows of that one table
-(`worker.chunking.partition`: the rows numpy's array_split gives an OasisPlatform worker), with
-oasislmf's `loc_id` numbered over the whole portfolio. Splitting the raw CSV instead would number
-each chunk from 1 and clash. The joined keys are ordered by location, so the input files are the
-same bytes however the rows were cut.
+The lookup: `load_locations` cuts the OED file once, streaming, into a file per chunk
+(`worker.location_split`; chunk i holds the rows `worker.chunking.partition` gives it, the rows
+numpy's array_split gives an OasisPlatform worker) and numbers every location as oasislmf numbers
+the whole portfolio, so no step but the one that writes the input files loads the whole table. A
+chunk loads only its own rows, checked and typed as oasislmf loads a location file, and takes its
+`loc_id`s from the split: numbering a chunk alone would start from 1 and clash. The joined keys
+are ordered by location, so the input files are the same bytes however the rows were cut.
 
 The losses: chunk `index` (from 0) of `count` runs kernel process `index + 1` of `count`
 (`--process-number`, `--max-process-id`) and leaves `<run_dir>/chunks/<index + 1>.work`. With
@@ -45,11 +47,20 @@ from typing import Any, Final
 
 from worker.atomic import build_dir, publish_dir, scratch_dir, write_text
 from worker.chunking import partition
+from worker.location_split import (
+    WHOLE,
+    covering,
+    piece_file,
+    read_ids,
+    read_split,
+    split_locations,
+)
 
 ChunkSpec = range | tuple[int, int]
 AnalysisSettings = Path | Mapping[str, Any]
 
 LOCATIONS: Final = "locations"
+EXPOSURE: Final = "exposure"
 LOCATION_FILE: Final = "location.parquet"
 EXPOSURE_CONFIG: Final = "exposure_info.json"
 KEY_CHUNKS: Final = "key-chunks"
@@ -57,6 +68,8 @@ KEYS_DIR: Final = "keys"
 KEYS: Final = "keys.csv"
 KEYS_ERRORS: Final = "keys-errors.csv"
 LOC_ID_COLUMN: Final = "LocID"
+SAR_ID: Final = "loc_id"
+SAR_FIELDS: Final = ("PortNumber", "AccNumber", "LocNumber")
 INPUT_FILES: Final = "input"
 SETTINGS_FILE: Final = "analysis_settings.json"
 PREPARED: Final = "prepared"
@@ -79,15 +92,17 @@ class MissingChunksError(RuntimeError):
 # --- input generation -----------------------------------------------------------------------
 
 
-def load_locations(location_csv: Path, work_dir: Path) -> int:
-    """Load the OED location file once for the whole analysis; return its row count.
+def load_locations(location_csv: Path, work_dir: Path, chunks: int = 1) -> int:
+    """Cut the OED location file once for the whole analysis into `chunks` files (fewer if it
+    has fewer rows), each row numbered as oasislmf numbers the whole portfolio; return the row
+    count. Streams: the file is never loaded whole (see `worker.location_split`).
 
-    Every column is read as text and then given its OED type, so a numeric `PortNumber` (as in
-    PiWind's samples) stays the string OED says it is instead of breaking the parquet files the
-    kernel writes. The checked, typed table is saved in `<work_dir>/locations/` for the chunks.
+    Any chunk of rows can still be looked up (`lookup_chunk` reads the files that hold it), so a
+    different cut of the same rows works too. The rows are checked as OED by the lookup of the
+    chunk that holds them, and the whole file by `write_input_files`.
     """
     _absolute(location_csv, work_dir)
-    build_dir(work_dir / LOCATIONS, lambda folder: _save_exposure(location_csv, folder))
+    build_dir(work_dir / LOCATIONS, lambda folder: _split(location_csv, folder, chunks))
     return _row_count(work_dir)
 
 
@@ -129,7 +144,11 @@ def write_input_files(
     model_settings: Path | None = None,
     analysis_settings: Path | None = None,
 ) -> Path:
-    """Generate the Oasis input files from the collected keys, into `<work_dir>/input/`."""
+    """Generate the Oasis input files from the collected keys, into `<work_dir>/input/`.
+
+    The whole location file is loaded here, once, checked and typed as OED into
+    `<work_dir>/exposure/`, which the input files are made from.
+    """
     from oasislmf.computation.generate.files import GenerateFiles  # type: ignore[import-untyped]
 
     _absolute(work_dir, *(p for p in (model_settings, analysis_settings) if p))
@@ -137,10 +156,12 @@ def write_input_files(
     if not keys.is_dir():
         raise MissingChunksError("lookup", ["the collected keys (run collect_keys first)"])
 
+    whole = work_dir / LOCATIONS / WHOLE
+
     def generate(folder: Path) -> None:
         GenerateFiles(
             oasis_files_dir=str(folder),
-            oed_location_csv=str(work_dir / LOCATIONS / LOCATION_FILE),
+            oed_location_csv=str(work_dir / EXPOSURE / LOCATION_FILE),
             keys_data_path=str(keys / KEYS),
             keys_errors_path=str(keys / KEYS_ERRORS),
             model_settings_json=_optional(model_settings),
@@ -148,7 +169,9 @@ def write_input_files(
         ).run()
 
     target = work_dir / INPUT_FILES
-    build_dir(target, generate)
+    if not target.is_dir():
+        build_dir(work_dir / EXPOSURE, lambda folder: _save_exposure(whole, folder))
+        build_dir(target, generate)
     return target
 
 
@@ -310,73 +333,144 @@ def _rows_name(rows: range) -> str:
     return f"rows-{rows.start}-{rows.stop}"
 
 
+def _split(location_csv: Path, folder: Path, chunks: int) -> None:
+    split_locations(location_csv, folder, chunks)
+
+
 def _save_exposure(location_csv: Path, folder: Path) -> None:
     """Load and check the OED file as oasislmf does (ods_tools, OED types) and save it typed.
 
     The saved file holds OED fields only, so generate-oasis-files checks it as it checks any
-    location file; `loc_id` is numbered over the whole of it on every load (`_location_frame`),
-    exactly as generate-oasis-files numbers it.
+    location file and numbers its `loc_id`s over the whole of it, as the split numbered them.
     """
-    import pandas as pd  # type: ignore[import-untyped]
-    from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS  # type: ignore[import-untyped]
     from ods_tools.oed import OedExposure  # type: ignore[import-untyped]
+
+    exposure = OedExposure(location=_read_oed_csv(location_csv), **_oed_options())
+    exposure.save(str(folder), compression="parquet", version_name="", save_config=True)
+
+
+def _read_oed_csv(location_csv: Path) -> Any:
+    """Every column as text, missing values as oasislmf reads them, so a numeric `PortNumber`
+    (as in PiWind's samples) stays the string OED says it is instead of breaking the parquet
+    files the kernel writes."""
+    import pandas as pd  # type: ignore[import-untyped]
     from ods_tools.oed.common import PANDAS_DEFAULT_NULL_VALUES  # type: ignore[import-untyped]
 
-    raw = pd.read_csv(
+    return pd.read_csv(
         location_csv,
         dtype=str,
         keep_default_na=False,
         na_values=sorted(PANDAS_DEFAULT_NULL_VALUES - {"NA"}),
     )
-    exposure = OedExposure(
-        location=raw,
-        check_oed=True,
-        use_field=True,
-        additional_fields=DEFAULT_ADDITIONAL_FIELDS,
-        backend_dtype="pd_dtype",
-    )
-    exposure.save(str(folder), compression="parquet", version_name="", save_config=True)
 
 
-def _location_frame(work_dir: Path) -> Any:
-    """The whole saved portfolio with oasislmf's `loc_id` (numbered over every row)."""
-    from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS, prepare_oed_exposure
+def _oed_options() -> dict[str, Any]:
+    from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS  # type: ignore[import-untyped]
+
+    return {
+        "check_oed": True,
+        "use_field": True,
+        "additional_fields": DEFAULT_ADDITIONAL_FIELDS,
+        "backend_dtype": "pd_dtype",
+    }
+
+
+def _location_frame(work_dir: Path, rows: range) -> Any:
+    """Rows `rows` of the portfolio, checked and typed as oasislmf loads a location file, with
+    `loc_id` over the whole portfolio (from the split) and `loc_idx` the row in the file: the
+    very rows a load of the whole file would give, sliced."""
+    from oasislmf.utils.data import prepare_oed_exposure
     from ods_tools.oed import OedExposure
 
-    exposure = OedExposure.from_config(
-        str(work_dir / LOCATIONS / EXPOSURE_CONFIG),
-        additional_fields=DEFAULT_ADDITIONAL_FIELDS,
-        backend_dtype="pd_dtype",
-    )
+    folder = work_dir / LOCATIONS
+    exposure = OedExposure(location=_raw_rows(folder, rows), **_oed_options())
+    frame = exposure.location.dataframe
+    frame.index = range(rows.start, rows.stop)
+    frame[SAR_ID] = read_ids(folder, rows)
+    _check_numbering(frame, rows)
     prepare_oed_exposure(exposure)
-    return exposure.location.dataframe
+    return exposure.location.dataframe.reset_index(drop=True)
+
+
+def _raw_rows(folder: Path, rows: range) -> Any:
+    """The rows as `_read_oed_csv` reads them, from the chunk files that hold them."""
+    import pandas as pd
+
+    parts = []
+    for piece, part in covering(read_split(folder), rows):
+        table = _read_oed_csv(piece_file(folder, piece))
+        if len(table) != len(piece):
+            raise RuntimeError(
+                f"pandas reads {len(table)} rows from {piece_file(folder, piece)}, the split"
+                f" found {len(piece)}: the location file was cut where pandas does not cut it"
+            )
+        parts.append(table.iloc[part.start : part.stop])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _check_numbering(frame: Any, rows: range) -> None:
+    """The split's numbers must order the chunk's locations as oasislmf's own numbering of the
+    chunk does (equal keys, equal numbers): a guard against the split reading a key otherwise."""
+    import numpy as np
+    from oasislmf.utils.data import get_ids
+
+    own = np.asarray(get_ids(frame, list(SAR_FIELDS)))
+    split = np.unique(frame[SAR_ID].to_numpy(), return_inverse=True)[1] + 1
+    if not np.array_equal(own, split):
+        raise RuntimeError(f"the split numbered rows {rows.start}-{rows.stop - 1} out of order")
 
 
 def _row_count(work_dir: Path) -> int:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-    location = work_dir / LOCATIONS / LOCATION_FILE
-    if not location.is_file():
-        raise FileNotFoundError(f"{location} is missing: run load_locations first")
-    rows: int = pq.read_metadata(location).num_rows
-    return rows
+    folder = work_dir / LOCATIONS
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: run load_locations first")
+    return read_split(folder).rows
 
 
 def _lookup(work_dir: Path, lookup_config: Path, rows: range, folder: Path, whole: bool) -> None:
+    # Imported first, so the lookup's module-level functions keep numba's usual cache.
     from oasislmf.lookup.factory import KeyServerFactory  # type: ignore[import-untyped]
 
-    frame = _location_frame(work_dir).iloc[rows.start : rows.stop].reset_index(drop=True)
-    _, key_server = KeyServerFactory.create(
-        lookup_config_fp=str(lookup_config), output_directory=str(folder)
-    )
-    key_server.generate_key_files(
-        location_df=frame,
-        successes_fp=str(folder / KEYS),
-        errors_fp=str(folder / KEYS_ERRORS),
-        output_format="oasis",
-        keys_success_msg=False,
-        multiproc_enabled=whole,
-    )
+    frame = _location_frame(work_dir, rows)
+    with throwaway_numba_cache():
+        _, key_server = KeyServerFactory.create(
+            lookup_config_fp=str(lookup_config), output_directory=str(folder)
+        )
+        key_server.generate_key_files(
+            location_df=frame,
+            successes_fp=str(folder / KEYS),
+            errors_fp=str(folder / KEYS_ERRORS),
+            output_format="oasis",
+            keys_success_msg=False,
+            multiproc_enabled=whole,
+        )
+
+
+@contextmanager
+def throwaway_numba_cache() -> Iterator[None]:
+    """Point numba's cache at a folder of its own for the length of a lookup, then drop it.
+
+    oasislmf's built-in lookup compiles closures with `cache=True` each time it is built. Their
+    cache can never be hit (their argument types are other closures, new in every lookup), so
+    each lookup only adds an entry to an index in numba's cache folder (the worker's
+    NUMBA_CACHE_DIR, else beside oasislmf's code); once about 64 are there, saving one fails
+    ("underlying object has vanished": numba rebuilds every entry's functions and keeps only the
+    128 most recent alive), and from then on every lookup that shares the folder fails.
+    """
+    from numba.core import config as numba_config
+
+    config: Any = numba_config  # its settings are set at import, unknown to type checkers
+    saved, environment = config.CACHE_DIR, os.environ.get("NUMBA_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="oasis-lookup-numba-") as scratch:
+        config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"] = scratch
+        try:
+            yield
+        finally:
+            config.CACHE_DIR = saved
+            if environment is None:
+                os.environ.pop("NUMBA_CACHE_DIR", None)
+            else:
+                os.environ["NUMBA_CACHE_DIR"] = environment
 
 
 def _join_keys(chunk_folders: Sequence[Path], folder: Path) -> None:

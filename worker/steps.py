@@ -50,8 +50,8 @@ def _load_locations(ctx: StepContext) -> str:
     stored = ctx.analysis.location_file
     if stored is None:
         raise FileNotFoundError("the portfolio has no location file")
-    rows = kernel.load_locations(ctx.runtime.storage.upload(stored), ctx.inputs_work)
-    return f"loaded {rows} locations"
+    rows = kernel.load_locations(ctx.runtime.storage.upload(stored), ctx.inputs_work, ctx.chunks)
+    return f"cut {rows} locations into {min(ctx.chunks, rows)} chunks"
 
 
 def _lookup(ctx: StepContext) -> str:
@@ -84,7 +84,7 @@ def _record_inputs(ctx: StepContext) -> str:
 
 
 def _cleanup_inputs(ctx: StepContext) -> str:
-    for name in (kernel.KEY_CHUNKS, kernel.LOCATIONS):
+    for name in (kernel.KEY_CHUNKS, kernel.LOCATIONS, kernel.EXPOSURE):
         ctx.runtime.storage.remove(ctx.inputs_work / name)
     return "removed the lookup's working files"
 
