@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from scaler.settings_flags import add_setting_flags, flag_overrides
+
 FLAGS = {"host": str, "port": int, "data_dir": Path, "database_url": str, "redis_url": str}
 
 
@@ -18,8 +20,7 @@ def add_parser(subparsers: Any) -> None:
         description="Serve the REST API. Settings come from OASIS_AUTOSCALER_* environment "
         "variables; these flags override them.",
     )
-    for name, kind in FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_setting_flags(parser, FLAGS)
     parser.add_argument("--threads", type=int, default=8, help="request threads (waitress)")
     parser.set_defaults(func=run)
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from api.app import create_app
     from api.settings import ApiSettings
 
-    overrides = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    overrides = flag_overrides(args, FLAGS)
     settings = ApiSettings(**overrides)
     app = create_app(settings)
     console.print(f"API listening on http://{settings.host}:{settings.port}/", highlight=False)

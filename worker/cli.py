@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
+from scaler.settings_flags import add_setting_flags, flag_overrides
+
 FLAGS = {
     "queue": str,
     "data_dir": Path,
@@ -28,8 +30,7 @@ def add_parser(subparsers: Any) -> None:
         "and run them with the Oasis kernel. Settings come from OASIS_AUTOSCALER_* environment "
         "variables; these flags override them.",
     )
-    for name, kind in FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_setting_flags(parser, FLAGS)
     parser.add_argument("--loglevel", default="INFO")
     parser.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from worker.settings import WorkerSettings
     from worker.tasks import configure as configure_celery
 
-    overrides = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    overrides = flag_overrides(args, FLAGS)
     settings = WorkerSettings(**overrides)
     if not settings.queue:
         console.print("[red]error:[/] give the model's queue: --queue or OASIS_AUTOSCALER_QUEUE")

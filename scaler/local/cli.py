@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
+from scaler.settings_flags import add_setting_flags, flag_overrides
+
 FLAGS = {"data_dir": Path, "api_port": int, "workers_per_model": int}
 
 
@@ -21,8 +23,7 @@ def add_parser(subparsers: Any) -> None:
         "worker processes for every registered model, until Ctrl-C. Settings come from "
         "OASIS_AUTOSCALER_* environment variables; these flags override them.",
     )
-    for name, kind in FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    add_setting_flags(parser, FLAGS)
     parser.set_defaults(func=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from scaler.local.settings import StackSettings
     from scaler.local.stack import LocalStack
 
-    overrides = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    overrides = flag_overrides(args, FLAGS)
     stack = LocalStack(StackSettings(**overrides))
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
