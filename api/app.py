@@ -8,7 +8,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from api import auth, db, errors, queueing
+from api import auth, db, errors, metrics, queueing
 from api.routes import analyses, info, models, portfolios, queues, tasks
 from api.schemas import FieldErrors
 from api.settings import ApiSettings
@@ -49,6 +49,7 @@ def create_app(settings: ApiSettings | None = None) -> OpenAPI:
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
+    metrics.init_app(app, settings.redis_url, registry)
     app.extensions["metrics_registry"] = registry
     app.extensions["storage"] = Storage(settings.data_dir)
     for blueprint in BLUEPRINTS:

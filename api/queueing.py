@@ -13,6 +13,9 @@ from api.errors import unavailable
 # Celery on Redis keeps a queue's priority levels in extra lists named after the queue.
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)
+# Messages a worker has taken and not yet acknowledged (kombu's Redis transport): one hash for
+# every queue, field = delivery tag, value = JSON [message, exchange, routing_key].
+UNACKED_KEY = "unacked"
 # Publishing must not hang a request when Redis is away: a few quick retries, then 503.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -51,12 +54,16 @@ def revoke(task_ids: list[str]) -> None:
 def queue_depth(queue: str) -> int:
     """Messages waiting on `queue`, its priority lists included; 0 when Redis is unreachable."""
     redis: Redis = current_app.extensions["redis"]
-    names = [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
     try:
         with redis.pipeline(transaction=False) as pipe:
-            for name in names:
+            for name in queue_lists(queue):
                 pipe.llen(name)
             return sum(int(n) for n in pipe.execute())
     except RedisError:
         current_app.logger.warning("Redis unreachable while reading the depth of %s", queue)
         return 0
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold `queue`'s waiting messages: its own and its priority lists."""
+    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]

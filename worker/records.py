@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.orm import Analysis, SubTask
 from worker.stages import StagePlan
+from worker.telemetry import Status
 
 IN_QUEUE = ("PENDING", "QUEUED", "STARTED")
 LOSS_CHUNK = "generate-losses-chunk-"
@@ -129,14 +130,29 @@ def begin_stage(
     return True
 
 
-def mark_queued(sessions: sessionmaker[Session], task_id: str) -> None:
-    """A pending sub-task's message is being put on its queue: it is queued from now."""
+@dataclass(frozen=True)
+class Queued:
+    """Which model's stage a sub-task that just became queued belongs to (for its metrics)."""
+
+    queue: str
+    stage: str
+
+
+def mark_queued(sessions: sessionmaker[Session], task_id: str) -> Queued | None:
+    """A pending sub-task's message is being put on its queue: it is queued from now.
+
+    None when no pending sub-task has that id (a retry's message, or a stage replaced since).
+    """
     with sessions.begin() as session:
-        session.execute(
-            update(SubTask)
+        task = session.scalar(
+            select(SubTask)
             .where((SubTask.task_id == task_id) & (SubTask.status == "PENDING"))
-            .values(status="QUEUED", queue_time=now())
+            .with_for_update()
         )
+        if task is None:
+            return None
+        task.status, task.queue_time = "QUEUED", now()
+        return Queued(task.queue_name, task.stage)
 
 
 def start_sub_task(
@@ -168,23 +184,23 @@ def finish_sub_task(
     output_log: str,
     *,
     analysis_status: str | None = None,
-) -> None:
+) -> float | None:
     """Mark a sub-task completed; with `analysis_status`, move the analysis on in the same
-    transaction (the last sub-task of a stage), so no one sees all done and still started."""
+    transaction (the last sub-task of a stage), so no one sees all done and still started.
+
+    Its run time in seconds (end - start, as recorded), or None when nothing was completed
+    because the analysis left the stage.
+    """
     statuses = STATUSES[stage]
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != statuses.started:
-            return
-        session.execute(
-            update(SubTask)
-            .where(
-                (SubTask.analysis_id == analysis_id)
-                & (SubTask.stage == stage)
-                & (SubTask.slug == slug)
-            )
-            .values(status="COMPLETED", end_time=now(), output_log=output_log)
-        )
+            return None
+        seconds = None
+        task = _sub_task(session, analysis_id, stage, slug)
+        if task is not None:
+            task.status, task.end_time, task.output_log = "COMPLETED", now(), output_log
+            seconds = _seconds_between(task.start_time, task.end_time)
         if stage == "losses" and slug.startswith(LOSS_CHUNK) and row.analysis_chunks:
             # The client's progress bar: events of the chunks done so far (chunks are even).
             done = session.scalar(
@@ -202,6 +218,7 @@ def finish_sub_task(
             row.status = analysis_status
             if analysis_status == statuses.done:
                 row.task_finished = now()
+    return seconds
 
 
 def note_retry(
@@ -211,37 +228,48 @@ def note_retry(
     slug: str,
     attempt: int,
     error: str,
-) -> None:
+) -> bool:
+    """A failed attempt will be tried again: the sub-task is queued again. False if it is gone."""
     with sessions.begin() as session:
         task = _sub_task(session, analysis_id, stage, slug)
-        if task is not None:
-            task.retry_count = attempt
-            task.status = "QUEUED"
-            task.retry_log = (task.retry_log or "") + f"attempt {attempt} failed: {error}\n"
+        if task is None:
+            return False
+        task.retry_count = attempt
+        task.status = "QUEUED"
+        task.retry_log = (task.retry_log or "") + f"attempt {attempt} failed: {error}\n"
+        return True
 
 
 def fail_stage(
     sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str, traceback: str
-) -> None:
-    """The sub-task failed for good: it and its analysis end in error, with the traceback."""
+) -> dict[tuple[str, Status], int]:
+    """The sub-task failed for good: it and its analysis end in error, with the traceback, and
+    the analysis's other unfinished sub-tasks are cancelled.
+
+    What changed, as (stage, status) -> sub-tasks; empty when the analysis had left the stage.
+    """
     statuses = STATUSES[stage]
+    changed: dict[tuple[str, Status], int] = {}
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != statuses.started:
-            return
+            return changed
         task = _sub_task(session, analysis_id, stage, slug)
         if task is not None:
             task.status, task.end_time, task.error_log = "ERROR", now(), traceback
+            changed[(stage, "ERROR")] = 1
         row.status, row.task_finished = statuses.error, now()
         if stage == "inputs":
             row.input_generation_traceback = traceback
         else:
             row.run_traceback = traceback
-        session.execute(
-            update(SubTask)
-            .where((SubTask.analysis_id == analysis_id) & SubTask.status.in_(IN_QUEUE))
-            .values(status="CANCELLED")
-        )
+        unfinished = (SubTask.analysis_id == analysis_id) & SubTask.status.in_(IN_QUEUE)
+        for other_stage, count in session.execute(
+            select(SubTask.stage, func.count()).where(unfinished).group_by(SubTask.stage)
+        ):
+            changed[(other_stage, "CANCELLED")] = count
+        session.execute(update(SubTask).where(unfinished).values(status="CANCELLED"))
+    return changed
 
 
 def refuse_stage(
@@ -258,6 +286,16 @@ def refuse_stage(
             row.input_generation_traceback = reason
         else:
             row.run_traceback = reason
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> float:
+    """Seconds from start to end; 0 when either is missing (start_sub_task stamps the start
+    before a step runs, so only a row changed by hand lacks one)."""
+    if start is None or end is None:
+        return 0.0
+    # SQLite gives back naive datetimes; every time here is written in UTC.
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return (end - start).total_seconds()
 
 
 def _sub_task(session: Session, analysis_id: int, stage: str, slug: str) -> SubTask | None:

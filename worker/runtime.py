@@ -10,12 +10,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine
 from worker.demo_model import DemoModel, ensure_demo_model, model_files
 from worker.settings import WorkerSettings
 from worker.storage import Storage
+from worker.telemetry import connect
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     storage: Storage
     model: DemoModel
+    # Where sub-task metrics are recorded (worker/telemetry.py): the broker's Redis.
+    redis: Redis
 
     @property
     def numba_cache_dir(self) -> Path:
@@ -49,7 +53,13 @@ def configure(settings: WorkerSettings) -> Runtime:
             model.model_data_dir.parent,
         )
     engine = make_engine(settings.effective_database_url)
-    _current = Runtime(settings, sessionmaker(engine, expire_on_commit=False), storage, model)
+    _current = Runtime(
+        settings,
+        sessionmaker(engine, expire_on_commit=False),
+        storage,
+        model,
+        connect(settings.redis_url),
+    )
     return _current
 
 

@@ -21,7 +21,7 @@ from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init
 
 from api.configurations import stored
-from worker import records
+from worker import records, telemetry
 from worker.chunking import chunk_count, effective_configuration
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -75,7 +75,10 @@ def _mark_queued(
     """A sub-task is queued when its message is published: the chunks when the chain reaches
     the chord, each later step when the one before it is done (the Gantt chart's queue wait)."""
     if sender == SUB_TASK and headers and "id" in headers:
-        records.mark_queued(current().sessions, str(headers["id"]))
+        runtime = current()
+        queued = records.mark_queued(runtime.sessions, str(headers["id"]))
+        if queued is not None:
+            telemetry.record(runtime.redis, queued.queue, queued.stage, "QUEUED")
 
 
 @app.task(name=GENERATE_INPUTS_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
@@ -235,20 +238,25 @@ def sub_task(
     sessions = runtime.sessions
     worker = f"{self.request.hostname}:{os.getpid()}"
     if not records.start_sub_task(sessions, analysis_id, stage, slug, worker):
+        # Not counted: whatever moved the analysis on (a cancel, a failed sibling) counted
+        # this sub-task CANCELLED when it did.
         return f"{slug}: the analysis left its {stage} stage; skipped"
     facts = records.read_analysis(sessions, analysis_id)
     assert facts is not None
+    telemetry.record(runtime.redis, facts.queue, stage, "STARTED")
     try:
         output = step_for(stage, slug, chunk)(StepContext(runtime, facts, chunk, chunks))
     except Exception as exc:
         attempt = self.request.retries + 1
         if self.request.retries < runtime.settings.max_retries:
-            records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc))
+            if records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc)):
+                telemetry.record(runtime.redis, facts.queue, stage, "RETRIED")
             delay = runtime.settings.retry_backoff_seconds * 2**self.request.retries
             raise self.retry(
                 exc=exc, countdown=delay, max_retries=runtime.settings.max_retries
             ) from exc
-        records.fail_stage(sessions, analysis_id, stage, slug, traceback.format_exc())
+        changed = records.fail_stage(sessions, analysis_id, stage, slug, traceback.format_exc())
+        telemetry.record_many(runtime.redis, facts.queue, changed)
         raise
     _finish(facts, stage, slug, output, last=slug == "cleanup", then_run=then_run)
     return output
@@ -257,17 +265,15 @@ def sub_task(
 def _finish(
     facts: AnalysisFacts, stage: str, slug: str, output: str, *, last: bool, then_run: bool
 ) -> None:
-    sessions = current().sessions
-    statuses = records.STATUSES[stage]
-    if not last:
-        records.finish_sub_task(sessions, facts.id, stage, slug, output)
-    elif then_run:
-        # Inputs are ready and a run was asked for: queue it on the same queue.
-        records.finish_sub_task(
-            sessions, facts.id, stage, slug, output, analysis_status=LOSSES.queued
-        )
+    runtime = current()
+    # The last sub-task moves the analysis on: to a queued run when one was asked for.
+    analysis_status = None
+    if last:
+        analysis_status = LOSSES.queued if then_run else records.STATUSES[stage].done
+    seconds = records.finish_sub_task(
+        runtime.sessions, facts.id, stage, slug, output, analysis_status=analysis_status
+    )
+    if last and then_run:
         app.send_task(RUN_TASK, args=[facts.id], queue=facts.queue)
-    else:
-        records.finish_sub_task(
-            sessions, facts.id, stage, slug, output, analysis_status=statuses.done
-        )
+    if seconds is not None:
+        telemetry.record_completed(runtime.redis, facts.queue, stage, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from flask import Response, jsonify, send_file
@@ -14,6 +15,7 @@ from api.configurations import merge_fields, stored
 from api.errors import bad_request, not_found
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
+from api.metrics import telemetry_redis
 from api.orm import Analysis, Model, Portfolio, SubTask
 from api.queueing import publish, revoke
 from api.replies import Reply
@@ -35,6 +37,7 @@ from api.schemas import (
     binary,
     text,
 )
+from worker import telemetry
 from worker.chunking import effective_configuration
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -306,9 +309,13 @@ def _cancel(analysis_pk: int, action: Action) -> Reply:
     _check_can(row, action)
     row.status = after_cancel(row.status)
     unfinished = [task for task in row.sub_tasks if task.status in serialize.IN_QUEUE]
+    cancelled: Counter[tuple[str, telemetry.Status]] = Counter()
     for task in unfinished:
         task.status = "CANCELLED"
+        cancelled[(task.stage, "CANCELLED")] += 1
     db.session().commit()
+    # Counted here, once: a worker that later takes one of their messages skips it uncounted.
+    telemetry.record_many(telemetry_redis(), row.model.queue_name, cancelled)
     # Workers skip a sub-task of a cancelled analysis anyway; revoking also stops running ones.
     revoke([task.task_id for task in unfinished if task.task_id])
     return jsonify(serialize.analysis(row))

@@ -2,7 +2,8 @@
 
 The same analysis gives the same outputs in one chunk and in many (fixed and dynamic chunking,
 both stages); a worker killed with SIGKILL mid-run loses nothing; a cancelled run ends cancelled
-with no sub-task left in the queue; a failing sub-task is retried, then reported.
+with no sub-task left in the queue; a failing sub-task is retried, then reported. Each time the
+workers' sub-task metrics (GET /metrics) agree with the sub-tasks the API lists.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import signal
 import tarfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
 from worker.demo_model import ensure_demo_model
@@ -81,6 +85,30 @@ def assert_same_outputs(
                     assert value == other, (name, column)
 
 
+def sub_task_metrics(stack: Stack, queue: str) -> dict[str, float]:
+    """The model's sub-task counters and run-time histogram from GET /metrics, keyed
+    `<stage> <STATUS>`, `<stage> count` and `<stage> sum`."""
+    body = requests.get(f"{stack.api_url}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.labels.get("model") != queue:
+                continue
+            stage = sample.labels.get("stage")
+            if sample.name == "oasis_sub_tasks_total":
+                found[f"{stage} {sample.labels['status']}"] = sample.value
+            elif sample.name == "oasis_sub_task_duration_seconds_count":
+                found[f"{stage} count"] = sample.value
+            elif sample.name == "oasis_sub_task_duration_seconds_sum":
+                found[f"{stage} sum"] = sample.value
+    return found
+
+
+def run_seconds(task: dict[str, Any]) -> float:
+    start, end = (datetime.fromisoformat(task[key]) for key in ("start_time", "end_time"))
+    return (end - start).total_seconds()
+
+
 def run_to_completion(stack: Stack, analysis: int) -> None:
     client = stack.client()
     assert client.run_generate(analysis, poll_interval=0.5) is True
@@ -127,6 +155,15 @@ def test_many_chunks_give_the_outputs_of_one(
     assert len(sub_tasks) == chunks[0] + 5 + chunks[1] + 5
     assert {t["status"] for t in sub_tasks} == {"COMPLETED"}
     assert details["status_count"]["COMPLETED"] == details["status_count"]["TOTAL"]
+    metrics = sub_task_metrics(stack, model["queue_name"])
+    for stage, count in zip(("inputs", "losses"), chunks, strict=True):
+        for status in ("QUEUED", "STARTED", "COMPLETED"):
+            assert metrics[f"{stage} {status}"] == count + 5, (stage, status, metrics)
+        assert metrics[f"{stage} count"] == count + 5
+    assert not {key for key in metrics if key.split()[1] in ("ERROR", "RETRIED", "CANCELLED")}
+    assert metrics["inputs sum"] + metrics["losses sum"] == pytest.approx(
+        sum(run_seconds(task) for task in sub_tasks), rel=1e-6
+    )
     assert_same_outputs(reference, outputs(stack, analysis, tmp_path))
 
 
@@ -202,11 +239,17 @@ def test_a_cancelled_run_leaves_nothing_queued(
             time.sleep(0.2)  # polling with a deadline
         assert stack_queue_depth(stack, model["queue_name"]) == 0
     assert client.analyses.get(analysis).json()["status"] == "RUN_CANCELLED"
-    assert not [
-        t
-        for t in client.analyses.sub_task_list(analysis).json()
-        if t["status"] in ("PENDING", "QUEUED", "STARTED")
-    ]
+    tasks = client.analyses.sub_task_list(analysis).json()
+    assert not [t for t in tasks if t["status"] in ("PENDING", "QUEUED", "STARTED")]
+    # Counted once, by the API's cancel: the worker that drained their messages did not.
+    metrics = sub_task_metrics(stack, model["queue_name"])
+    statuses = [t["status"] for t in tasks]
+    assert metrics["losses CANCELLED"] == statuses.count("CANCELLED")
+    assert metrics.get("losses COMPLETED", 0) == metrics.get("losses count", 0)
+    assert (
+        metrics.get("losses COMPLETED", 0)
+        == statuses.count("COMPLETED") - metrics["inputs COMPLETED"]
+    )
 
 
 def stack_queue_depth(stack: Stack, queue: str) -> int:
@@ -242,6 +285,15 @@ def test_a_failing_chunk_is_retried_then_reported(
     failed = [t for t in client.analyses.sub_task_list(analysis).json() if t["status"] == "ERROR"]
     assert len(failed) == 1
     assert failed[0]["retry_count"] == 2
+    tasks = client.analyses.sub_task_list(analysis).json()
+    metrics = sub_task_metrics(stack, model["queue_name"])
+    assert metrics["losses ERROR"] == 1
+    assert metrics["losses RETRIED"] == sum(t["retry_count"] for t in tasks)
+    assert metrics["losses CANCELLED"] == [t["status"] for t in tasks].count("CANCELLED")
+    # Every attempt that started ended completed, retried or in error.
+    assert metrics["losses STARTED"] == sum(
+        metrics.get(f"losses {status}", 0) for status in ("COMPLETED", "RETRIED", "ERROR")
+    )
     log = client.task_status.error_log.get(failed[0]["id"]).text
     assert "Traceback" in log
     assert "Traceback" in client.analyses.run_traceback_file.get(analysis).text

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from api.settings import ApiSettings
 from tests.support.servers import api_server, postgres_server, redis_server
 
 PASSWORD = "secret-pw"
@@ -24,16 +26,29 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@dataclass(frozen=True)
+class ApiProcess:
+    url: str
+    # The API's database, for tests that write what a worker would.
+    database_url: str
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def api_url(
+def api_process(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Iterator[str]:
+) -> Iterator[ApiProcess]:
     """The API as a real process, once on SQLite and once on PostgreSQL."""
     database_url = (
         request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     )
     data_dir: Path = tmp_path_factory.mktemp(f"api-{request.param}") / "data"
+    settings = ApiSettings(data_dir=data_dir, database_url=database_url)
     with api_server(
         data_dir, database_url=database_url, redis_url=redis_url, password=PASSWORD
     ) as url:
-        yield url
+        yield ApiProcess(url, settings.effective_database_url)
+
+
+@pytest.fixture(scope="session")
+def api_url(api_process: ApiProcess) -> str:
+    return api_process.url

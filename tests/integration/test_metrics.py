@@ -1,0 +1,329 @@
+"""GET /metrics against real servers: every number of docs/metrics.md, checked in one scrape.
+
+Models and analyses are made through the HTTP API; the test then plays the parts no HTTP call
+plays: the splitter and the model workers (worker/records.py on the API's database,
+worker/telemetry.py on the same Redis), and Celery's reserved messages.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine
+from api.queueing import UNACKED_KEY
+from tests.integration.conftest import PASSWORD, ApiProcess
+from tests.support.servers import api_server, binary, free_port
+from worker import records, telemetry
+from worker.demo_model import demo_locations
+from worker.stages import input_generation
+from worker.telemetry import BUCKETS
+
+pytestmark = pytest.mark.integration
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+# Run times of loss sub-tasks recorded straight through worker/telemetry.py, one per bucket
+# region: under the first bound, between two, on a bound, above the last.
+LOSS_RUN_TIMES = (0.25, 3.0, 60.0, 50_000.0)
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+        token = self.http.post(
+            f"{url}/access_token/", json={"username": "admin", "password": PASSWORD}, timeout=10
+        )
+        token.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        response = self.http.post(self.url + path, timeout=10, **kwargs)
+        assert response.status_code in (200, 201), (path, response.text)
+        return response.json()
+
+    def model(self) -> tuple[int, str]:
+        model = self.post(
+            "/v2/models/",
+            json={"supplier_id": f"M{uuid.uuid4().hex[:8]}", "model_id": "Cat", "version_id": "1"},
+        )
+        return int(model["id"]), str(model["queue_name"])
+
+    def analysis(self, model: int, portfolio: int) -> int:
+        body = {"name": f"a-{uuid.uuid4().hex[:6]}", "portfolio": portfolio, "model": model}
+        return int(self.post("/v2/analyses/", json=body)["id"])
+
+    def scrape(self) -> str:
+        # No token: Prometheus scrapes without one.
+        response = requests.get(f"{self.url}/metrics", timeout=10)
+        assert response.status_code == 200
+        return response.text
+
+
+def samples(exposition: str, models: set[str]) -> Samples:
+    """The samples of the given models' series, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.labels.get("model") in models
+    }
+
+
+def gauges(model: str, *, analyses: int, pending: int, messages: int | None) -> Samples:
+    values = {"oasis_model_analyses": analyses, "oasis_model_pending_sub_tasks": pending}
+    if messages is not None:
+        values["oasis_model_queue_messages"] = messages
+    return {(name, frozenset({("model", model)})): value for name, value in values.items()}
+
+
+def scaling(model: str, strategy: str, *, fixed: int, low: int, high: int, per: int) -> Samples:
+    numbers = {
+        "oasis_model_worker_count_fixed": fixed,
+        "oasis_model_worker_count_min": low,
+        "oasis_model_worker_count_max": high,
+        "oasis_model_chunks_per_worker": per,
+    }
+    return {
+        ("oasis_model_scaling_info", frozenset({("model", model), ("strategy", strategy)})): 1,
+        **{(name, frozenset({("model", model)})): value for name, value in numbers.items()},
+    }
+
+
+def counters(model: str, counts: dict[tuple[str, str], int]) -> Samples:
+    return {
+        (
+            "oasis_sub_tasks_total",
+            frozenset({("model", model), ("stage", stage), ("status", status)}),
+        ): n
+        for (stage, status), n in counts.items()
+    }
+
+
+def histogram(model: str, stage: str, run_times: list[float]) -> Samples:
+    labels = {("model", model), ("stage", stage)}
+    buckets = {
+        ("oasis_sub_task_duration_seconds_bucket", frozenset(labels | {("le", le)})): sum(
+            1 for seconds in run_times if seconds <= bound
+        )
+        for le, bound in [(str(float(b)), b) for b in BUCKETS] + [("+Inf", float("inf"))]
+    }
+    return {
+        **buckets,
+        ("oasis_sub_task_duration_seconds_count", frozenset(labels)): len(run_times),
+        ("oasis_sub_task_duration_seconds_sum", frozenset(labels)): sum(run_times),
+    }
+
+
+def assert_samples(actual: Samples, expected: Samples) -> None:
+    assert set(actual) == set(expected), {
+        "missing": set(expected) - set(actual),
+        "unexpected": set(actual) - set(expected),
+    }
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value), key
+
+
+def assert_promtool_accepts(exposition: str) -> None:
+    # promtool comes with Debian's prometheus package (.ci/setup); missing, this is an error.
+    result = subprocess.run(
+        [binary("promtool"), "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def sessions(api_process: ApiProcess) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(api_process.database_url)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def split(sessions: sessionmaker[Session], analysis: int, queue: str, chunks: int) -> list[str]:
+    """What the splitter does to a queued analysis: its sub-tasks recorded, pending."""
+    plan = input_generation(chunks)
+    task_ids = [str(uuid.uuid4()) for _ in plan.sub_tasks]
+    assert records.begin_stage(
+        sessions,
+        analysis,
+        plan,
+        task_ids,
+        queue,
+        expected="INPUTS_GENERATION_QUEUED",
+        chunks_field="lookup_chunks",
+    )
+    return task_ids
+
+
+def test_a_scrape_publishes_every_number(
+    api_process: ApiProcess, redis: Redis, sessions: sessionmaker[Session]
+) -> None:
+    api = Api(api_process.url)
+    busy_id, busy = api.model()
+    _, idle = api.model()
+    api.post(
+        f"/v2/models/{busy_id}/scaling_configuration/",
+        json={"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 5, "worker_count_max": 7},
+    )
+    portfolio = int(api.post("/v2/portfolios/", json={"name": "p"})["id"])
+    api.post(
+        f"/v2/portfolios/{portfolio}/location_file/",
+        files={"file": ("loc.csv", demo_locations(3).encode(), "text/csv")},
+    )
+    queued, running, failed, cancelled, new = (api.analysis(busy_id, portfolio) for _ in range(5))
+    # Each puts one main task on the busy model's queue (no worker consumes it here).
+    for analysis in (queued, running, failed, cancelled):
+        assert api.post(f"/v2/analyses/{analysis}/generate_inputs/")["status"] == (
+            "INPUTS_GENERATION_QUEUED"
+        )
+
+    # The splitter and the workers, as worker/tasks.py drives records and telemetry.
+    slugs = [spec.slug for spec in input_generation(2).sub_tasks]
+    for task_id in split(sessions, running, busy, chunks=2):
+        marked = records.mark_queued(sessions, task_id)
+        assert marked == records.Queued(busy, "inputs")
+        telemetry.record(redis, marked.queue, marked.stage, "QUEUED")
+    assert records.mark_queued(sessions, task_id) is None  # a retry's message is not counted
+    for slug in slugs[:2]:
+        assert records.start_sub_task(sessions, running, "inputs", slug, "w:1")
+        telemetry.record(redis, busy, "inputs", "STARTED")
+    seconds = records.finish_sub_task(sessions, running, "inputs", slugs[0], "done")
+    assert seconds is not None and 0 <= seconds < 60
+    telemetry.record_completed(redis, busy, "inputs", seconds)
+    assert records.note_retry(sessions, running, "inputs", slugs[1], 1, "boom")
+    telemetry.record(redis, busy, "inputs", "RETRIED")
+    split(sessions, failed, busy, chunks=1)
+    assert records.start_sub_task(sessions, failed, "inputs", slugs[0], "w:2")
+    telemetry.record(redis, busy, "inputs", "STARTED")
+    changed = records.fail_stage(sessions, failed, "inputs", slugs[0], "Traceback: boom")
+    assert changed == {("inputs", "ERROR"): 1, ("inputs", "CANCELLED"): 5}
+    telemetry.record_many(redis, busy, changed)
+    split(sessions, cancelled, busy, chunks=1)
+    # The API counts the 6 sub-tasks it cancels.
+    api.post(f"/v2/analyses/{cancelled}/cancel/")
+    for run_time in LOSS_RUN_TIMES:
+        telemetry.record_completed(redis, busy, "losses", run_time)
+
+    # Celery's side of the queue: priority lists, and reserved messages in `unacked`.
+    redis.rpush(f"{busy}\x06\x163", "m")
+    redis.rpush(f"{busy}\x06\x169", "m", "m")
+    reserved = {
+        "busy-1": json.dumps([{"body": "..."}, busy, busy]),
+        "busy-2": json.dumps([{"body": "..."}, "", busy]),
+        "other": json.dumps([{}, "elsewhere", f"elsewhere-{uuid.uuid4().hex}"]),
+        "not-json": b"{not json",
+        "not-utf8": b"\xff\xfe[1,2,3]",
+        "too-short": json.dumps([{}, busy]),
+        "key-not-text": json.dumps([{}, busy, 3]),
+        "deep": "[" * 100_000 + "]" * 100_000,
+    }
+    tags = {f"{name}-{uuid.uuid4().hex}": value for name, value in reserved.items()}
+    redis.hset(UNACKED_KEY, mapping=tags)
+    try:
+        exposition = api.scrape()
+    finally:
+        redis.hdel(UNACKED_KEY, *tags)
+
+    assert_samples(
+        samples(exposition, {busy, idle}),
+        {
+            # queued + running (split); failed, cancelled and new are not main tasks.
+            # 7 sub-tasks of `running`, one completed; `failed` and `cancelled` have none left.
+            # 4 main tasks + 3 in the priority lists + 2 reserved.
+            **gauges(busy, analyses=2, pending=6, messages=9),
+            **scaling(busy, "DYNAMIC_TASKS", fixed=1, low=0, high=7, per=5),
+            **gauges(idle, analyses=0, pending=0, messages=0),
+            **scaling(idle, "FIXED_WORKERS", fixed=1, low=0, high=10, per=10),
+            **counters(
+                busy,
+                {
+                    ("inputs", "QUEUED"): 7,
+                    ("inputs", "STARTED"): 3,
+                    ("inputs", "COMPLETED"): 1,
+                    ("inputs", "RETRIED"): 1,
+                    ("inputs", "ERROR"): 1,
+                    ("inputs", "CANCELLED"): 5 + 6,
+                    ("losses", "COMPLETED"): len(LOSS_RUN_TIMES),
+                },
+            ),
+            **histogram(busy, "inputs", [seconds]),
+            **histogram(busy, "losses", list(LOSS_RUN_TIMES)),
+        },
+    )
+    everything = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    assert everything["oasis_redis_up"] == 1
+    assert_promtool_accepts(exposition)
+
+
+def test_a_configuration_change_shows_on_the_next_scrape(api_url: str) -> None:
+    api = Api(api_url)
+    model_id, model = api.model()
+    idle = gauges(model, analyses=0, pending=0, messages=0)
+    assert_samples(
+        samples(api.scrape(), {model}),
+        {**idle, **scaling(model, "FIXED_WORKERS", fixed=1, low=0, high=10, per=10)},
+    )
+    api.post(
+        f"/v2/models/{model_id}/scaling_configuration/",
+        json={"scaling_strategy": "QUEUE_LOAD", "worker_count_max": 3, "worker_count_min": 2},
+    )
+    # The old strategy's series is gone, not left at 1 beside the new one.
+    assert_samples(
+        samples(api.scrape(), {model}),
+        {**idle, **scaling(model, "QUEUE_LOAD", fixed=1, low=2, high=3, per=10)},
+    )
+
+
+def test_without_redis_the_database_gauges_still_publish(tmp_path: Path) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    with api_server(tmp_path / "data", database_url=None, redis_url=unreachable) as url:
+        api = Api(url)
+        model_id, model = api.model()
+        api.post(f"/v2/models/{model_id}/scaling_configuration/", json={"worker_count_fixed": 4})
+        started = time.monotonic()
+        exposition = api.scrape()
+        elapsed = time.monotonic() - started
+    assert elapsed < 2, f"a scrape without Redis took {elapsed:.2f} s"
+    assert_samples(
+        samples(exposition, {model}),
+        {
+            **gauges(model, analyses=0, pending=0, messages=None),
+            **scaling(model, "FIXED_WORKERS", fixed=4, low=0, high=10, per=10),
+        },
+    )
+    names = {family.name for family in text_string_to_metric_families(exposition)}
+    assert "oasis_model_queue_messages" not in names
+    assert not names & {"oasis_sub_tasks", "oasis_sub_task_duration_seconds"}
+    everything = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    assert everything["oasis_redis_up"] == 0
+    assert_promtool_accepts(exposition)
