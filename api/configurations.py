@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, field_errors
+from worker.chunking import effective_configuration
+from worker.configuration import ChunkingConfiguration
 
 log = logging.getLogger(__name__)
 C = TypeVar("C", bound=BaseModel)
@@ -42,3 +44,13 @@ def merge_fields(current: C, changes: dict[str, Any]) -> C:
         return type(current).model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         raise ApiError(400, field_errors(exc)) from None
+
+
+def stored_chunking(model: Any, override: Any, owner: str) -> ChunkingConfiguration:
+    """An analysis's effective chunking from the stored model configuration and the stored
+    override (only the fields the override sets act), each read safely with `stored`."""
+    typed_override = stored(ChunkingConfiguration, override, owner)
+    return effective_configuration(
+        stored(ChunkingConfiguration, model, owner),
+        typed_override.model_dump(include=set(override or {})),
+    )

@@ -20,9 +20,9 @@ from celery import Celery, Task, chain, chord
 from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init
 
-from api.configurations import stored
+from api.configurations import stored_chunking
 from worker import records, telemetry
-from worker.chunking import chunk_count, effective_configuration
+from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
@@ -157,12 +157,7 @@ def _queued(task: Task, analysis_id: int, expected: str) -> AnalysisFacts | None
 
 
 def _chunking(facts: AnalysisFacts) -> ChunkingConfiguration:
-    owner = f"analysis {facts.id}"
-    model = stored(ChunkingConfiguration, facts.model_chunking, owner)
-    override = stored(ChunkingConfiguration, facts.chunking_override, owner)
-    return effective_configuration(
-        model, override.model_dump(include=set(facts.chunking_override or {}))
-    )
+    return stored_chunking(facts.model_chunking, facts.chunking_override, f"analysis {facts.id}")
 
 
 def _events(facts: AnalysisFacts) -> int | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 
 from api import db, serialize
-from api.configurations import merge_fields, stored
+from api.configurations import merge_fields, stored_chunking
 from api.errors import bad_request, not_found
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
@@ -19,7 +19,6 @@ from api.metrics import telemetry_redis
 from api.orm import Analysis, Model, Portfolio, SubTask
 from api.queueing import publish, revoke
 from api.replies import Reply
-from api.routes.models import chunking_of
 from api.routes.portfolios import storage
 from api.schemas import (
     BEARER,
@@ -38,7 +37,6 @@ from api.schemas import (
     text,
 )
 from worker import telemetry
-from worker.chunking import effective_configuration
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
@@ -252,9 +250,8 @@ def _archive(archive: Path, what: str) -> Reply:
 
 
 def effective_chunking(row: Analysis) -> ChunkingConfiguration:
-    override = stored(ChunkingConfiguration, row.chunking_override, f"analysis {row.id}")
-    return effective_configuration(
-        chunking_of(row.model), override.model_dump(include=set(row.chunking_override or {}))
+    return stored_chunking(
+        row.model.chunking_configuration, row.chunking_override, f"analysis {row.id}"
     )
 
 
