@@ -15,6 +15,7 @@ CORES = [
     "scaler.plan",
     "scaler.samples",
     "scaler.freshness",
+    "scaler.keda_timing",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 
