@@ -36,6 +36,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    from worker import presence
     from worker.runtime import configure
     from worker.settings import WorkerSettings
     from worker.tasks import configure as configure_celery
@@ -45,10 +46,27 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not settings.queue:
         console.print("[red]error:[/] give the model's queue: --queue or OASIS_AUTOSCALER_QUEUE")
         return 2
+    if settings.presence_ttl_seconds <= settings.presence_refresh_seconds:
+        console.print(
+            "[red]error:[/] OASIS_AUTOSCALER_PRESENCE_TTL_SECONDS must be above "
+            "OASIS_AUTOSCALER_PRESENCE_REFRESH_SECONDS, or a live worker's record would expire"
+        )
+        return 2
     # numba compiles in this process too (lookup, run preparation), not only in the kernel's.
     os.environ["NUMBA_CACHE_DIR"] = str(settings.effective_numba_cache_dir.absolute())
-    configure(settings)
+    runtime = configure(settings)
     app = configure_celery(settings)
+    # Unique per process: two workers of one queue on one host are two nodes (and two records).
+    node = f"{settings.queue}.{os.getpid()}@{socket.gethostname()}"
+    presence.install(
+        presence.Presence(
+            runtime.redis,
+            node=node,
+            queue=settings.queue,
+            ttl_seconds=settings.presence_ttl_seconds,
+            refresh_seconds=settings.presence_refresh_seconds,
+        )
+    )
     app.worker_main(
         [
             "worker",
@@ -63,7 +81,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             "--without-gossip",
             "--without-mingle",
             "--hostname",
-            f"{settings.queue}@{socket.gethostname()}",
+            node,
         ]
     )
     return 0

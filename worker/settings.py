@@ -27,10 +27,20 @@ class WorkerSettings(BaseSettings):
     # A failing sub-task is tried again after 2, 4, 8, ... seconds, up to this many times.
     max_retries: int = Field(default=3, ge=0)
     retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    # On Kubernetes (from the downward API): the worker marks its own pod's deletion cost, high
+    # while it runs a task, so that a scale-down removes idle pods first. Unset: not marked.
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    # The pod's service account token and the API server's CA (in-cluster config) are here.
+    kubernetes_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     # Kernel pipelines for a stage that is not split (one chunk): every core when unset.
     processes: int | None = Field(default=None, ge=1)
     # numba's compiled code survives restarts here; unset: <data_dir>/numba-cache.
     numba_cache_dir: Path | None = None
+    # The worker's record of presence in Redis (worker/presence.py) is rewritten this often and
+    # expires this long after the last rewrite: a killed worker is gone from it within the TTL.
+    presence_refresh_seconds: float = Field(default=5.0, gt=0)
+    presence_ttl_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def effective_database_url(self) -> str:
