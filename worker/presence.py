@@ -67,12 +67,13 @@ def live_workers(redis: Redis, queue: str | None = None) -> list[WorkerPresence]
     with redis.pipeline(transaction=False) as pipe:
         for name in keys:
             pipe.hgetall(name)
-        hashes: list[Mapping[Any, Any]] = pipe.execute()
+        # An error in place of a hash (a key of another type) is a malformed record too.
+        hashes: list[Mapping[Any, Any] | Exception] = pipe.execute(raise_on_error=False)
     workers = []
     for name, fields in zip(keys, hashes, strict=True):
         if not fields:  # expired between the SCAN and the HGETALL
             continue
-        worker = parse(fields)
+        worker = None if isinstance(fields, Exception) else parse(fields)
         if worker is None:
             log.warning("skipping the malformed worker record %r: %r", name, fields)
         elif queue is None or worker.queue == queue:
