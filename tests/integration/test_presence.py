@@ -20,6 +20,7 @@ from typing import TypeVar
 import pytest
 from celery import Celery
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from tests.support.servers import worker_server
 from worker import presence
@@ -160,8 +161,13 @@ def test_busy_mark_of_a_terminated_pool_process_is_dropped(
 
 
 def test_malformed_records_are_skipped(redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
-    good = {"node": "q.1@h", "pid": "1", "queue": "q-m-1", "idle_since": "10.5"}
-    records = {
+    good: dict[FieldT, EncodableT] = {
+        "node": "q.1@h",
+        "pid": "1",
+        "queue": "q-m-1",
+        "idle_since": "10.5",
+    }
+    records: dict[str, dict[FieldT, EncodableT]] = {
         "good": good,
         "busy": {**good, "node": "q.2@h", "busy:7": "20.0", "busy:8": "15.0"},
         "no-pid": {k: v for k, v in good.items() if k != "pid"},
