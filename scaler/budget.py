@@ -1,0 +1,174 @@
+"""The fleet budget: sharing `total_worker_limit` workers among every model's desired count.
+
+Rules, in order (docs/budget.md):
+1. Floors: each model keeps its `worker_count_min`, even when the floors together exceed the
+   budget (the allocation then says by how much).
+2. No model with work starves: a model that wants workers and has no floor gets one, while the
+   budget lasts; when it does not last, the higher priority, then the higher weight, then the
+   model name (alphabetical) decides who waits.
+3. The rest goes by priority (10 first, as upstream's 1-10): a priority level is served fully
+   before a lower one gets more, and within a level by weighted max-min fair share (water
+   filling), whole workers left over going to the largest fractional shares, then by name.
+
+Every replica of the scaler computes the same split from the same inputs: claims are sorted by
+name on entry, so neither dict order nor call order changes a grant.
+
+Pure: no I/O and nothing from flask, celery, grpc, redis or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 10
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one model asks of the budget.
+
+    `desired` is the strategy's answer (floor included); `priority` the highest priority among
+    its waiting analyses (MIN_PRIORITY when none is counted: work no analysis owns ranks last).
+    """
+
+    model: str
+    desired: int
+    floor: int = 0
+    weight: float = 1.0
+    priority: int = MIN_PRIORITY
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.floor <= self.desired:
+            raise ValueError(
+                f"model {self.model!r}: need 0 <= floor <= desired, "
+                f"got floor={self.floor}, desired={self.desired}"
+            )
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"model {self.model!r}: weight must be above 0, got {self.weight}")
+        if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+            raise ValueError(
+                f"model {self.model!r}: priority must be {MIN_PRIORITY}-{MAX_PRIORITY}, "
+                f"got {self.priority}"
+            )
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Workers granted per model, and how the budget stood."""
+
+    granted: Mapping[str, int]
+    limit: int | None
+    # Sum of the floors, and by how many workers they exceed the limit (0 when they fit).
+    floors: int = 0
+    floors_over_budget: int = 0
+    # Models that want workers and got none (only when the budget is below their number).
+    starved: tuple[str, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return sum(self.granted.values())
+
+
+def allocate(claims: Iterable[Claim], limit: int | None) -> Allocation:
+    """Each model's share of `limit` workers (None: no budget, every model gets its desired)."""
+    ordered = sorted(claims, key=lambda claim: claim.model)
+    names = [claim.model for claim in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError("each model may claim once")
+    if limit is not None and limit < 0:
+        raise ValueError(f"the worker limit must be 0 or more, got {limit}")
+    floors = sum(claim.floor for claim in ordered)
+    if limit is None:
+        return Allocation({c.model: c.desired for c in ordered}, None, floors)
+    granted = {claim.model: claim.floor for claim in ordered}
+    left = limit - floors
+    if left > 0:
+        left = _one_each(ordered, granted, left)
+    if left > 0:
+        _by_priority(ordered, granted, left)
+    starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
+    return Allocation(granted, limit, floors, max(0, -left), starved)
+
+
+def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:
+    """One worker to each model that wants some and has none, best ranked first."""
+    waiting = [c for c in claims if c.desired > 0 and granted[c.model] == 0]
+    waiting.sort(key=lambda c: (-c.priority, -c.weight, c.model))
+    for claim in waiting[:left]:
+        granted[claim.model] = 1
+    return left - min(left, len(waiting))
+
+
+def _by_priority(claims: list[Claim], granted: dict[str, int], left: int) -> None:
+    """Priority levels from the highest, each shared by weight until the budget is spent."""
+    by_level = sorted(claims, key=lambda c: (-c.priority, c.model))
+    for _, level in groupby(by_level, key=lambda c: c.priority):
+        members = [c for c in level if c.desired > granted[c.model]]
+        low = {c.model: granted[c.model] for c in members}
+        high = {c.model: c.desired for c in members}
+        weights = {c.model: c.weight for c in members}
+        for model, total in fair_shares(low, high, weights, left).items():
+            left -= total - granted[model]
+            granted[model] = total
+        if left == 0:
+            return
+
+
+def fair_shares(
+    low: Mapping[str, int], high: Mapping[str, int], weights: Mapping[str, float], units: int
+) -> dict[str, int]:
+    """Weighted max-min fair totals when `units` more workers are shared among models holding
+    `low` and wanting `high`: each total is clamp(weight * L, low, high) for one water level L.
+
+    Fairness is on the totals, so workers a model already holds (its floor) count towards its
+    share. All of `units` is handed out unless the wants add up to less. The whole workers the
+    real-valued level leaves over go to the largest fractional parts (then by name), so a total
+    is within one worker of the exact fair share.
+    """
+    models = sorted(low)
+    if sum(high[m] - low[m] for m in models) <= units:
+        return {model: high[model] for model in models}
+    target = sum(low.values()) + units
+    level = _water_level(low, high, weights, target, models)
+    exact = {m: min(float(high[m]), max(float(low[m]), weights[m] * level)) for m in models}
+    totals = {m: min(high[m], max(low[m], math.floor(exact[m]))) for m in models}
+    spare = target - sum(totals.values())
+    below = [m for m in models if totals[m] < high[m]]
+    below.sort(key=lambda m: (-(exact[m] - totals[m]), m))
+    for model in below[: max(spare, 0)]:
+        totals[model] += 1
+    return totals
+
+
+def _water_level(
+    low: Mapping[str, int],
+    high: Mapping[str, int],
+    weights: Mapping[str, float],
+    target: int,
+    models: list[str],
+) -> float:
+    """The level L with sum(clamp(weight * L, low, high)) == target, by a sweep over the points
+    where a model starts to rise (low / weight) and where it is full (high / weight)."""
+    # (point, order, model): at one point a model that fills up is taken before one that rises.
+    points = []
+    for model in models:
+        if high[model] > low[model]:
+            points.append((low[model] / weights[model], 1, model))
+            points.append((high[model] / weights[model], 0, model))
+    points.sort()
+    base = float(sum(low.values()))  # f(L) = base + slope * L between points
+    slope = 0.0
+    for point, rises, model in points:
+        if base + slope * point >= target:
+            break
+        if rises:
+            base -= low[model]
+            slope += weights[model]
+        else:
+            base += high[model]
+            slope -= weights[model]
+    return (target - base) / slope if slope > 0 else math.inf

@@ -1,0 +1,227 @@
+"""The fleet budget core: worked cases, then the properties every split must have."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaler.budget import MAX_PRIORITY, MIN_PRIORITY, Allocation, Claim, allocate, fair_shares
+
+
+def grants(claims: list[Claim], limit: int | None) -> dict[str, int]:
+    return dict(allocate(claims, limit).granted)
+
+
+@pytest.mark.parametrize(
+    ("claims", "limit", "expected"),
+    [
+        # No budget: every model gets what it asked for.
+        ([Claim("a", 9), Claim("b", 5)], None, {"a": 9, "b": 5}),
+        # Enough budget: the same.
+        ([Claim("a", 9), Claim("b", 5)], 14, {"a": 9, "b": 5}),
+        # Equal weights, equal priority: max-min fair, the small need is met in full.
+        ([Claim("a", 9), Claim("b", 2)], 8, {"a": 6, "b": 2}),
+        ([Claim("a", 9), Claim("b", 9)], 8, {"a": 4, "b": 4}),
+        # An odd worker goes by name when the fractional parts tie.
+        ([Claim("a", 9), Claim("b", 9)], 7, {"a": 4, "b": 3}),
+        ([Claim("b", 9), Claim("a", 9)], 7, {"a": 4, "b": 3}),
+        # Weights 3:1.
+        ([Claim("a", 10, weight=3), Claim("b", 10)], 8, {"a": 6, "b": 2}),
+        # Priority: the level 8 is served fully before level 4 gets more than its one worker.
+        ([Claim("a", 9, priority=8), Claim("b", 9, priority=4)], 8, {"a": 7, "b": 1}),
+        ([Claim("a", 3, priority=8), Claim("b", 9, priority=4)], 8, {"a": 3, "b": 5}),
+        # Floors first; the rest by fair share above them.
+        ([Claim("a", 9, floor=5), Claim("b", 9)], 8, {"a": 5, "b": 3}),
+        # Floors above the budget still hold; nobody else gets anything.
+        (
+            [Claim("a", 9, floor=5), Claim("b", 9, floor=4), Claim("c", 3)],
+            6,
+            {"a": 5, "b": 4, "c": 0},
+        ),
+        # Budget below the models with work: the higher priority keeps its one worker.
+        ([Claim("a", 5, priority=2), Claim("b", 5, priority=9)], 1, {"a": 0, "b": 1}),
+        # ... the higher weight at equal priority, then the name.
+        ([Claim("a", 5), Claim("b", 5, weight=2)], 1, {"a": 0, "b": 1}),
+        ([Claim("b", 5), Claim("a", 5)], 1, {"a": 1, "b": 0}),
+        # Idle models get nothing and take nothing.
+        ([Claim("a", 0), Claim("b", 4)], 3, {"a": 0, "b": 3}),
+        # A zero budget: no worker for anyone without a floor.
+        ([Claim("a", 3), Claim("b", 1, floor=1)], 0, {"a": 0, "b": 1}),
+        # The brief's three analyses x 15 chunks (9 workers) against a model of 5, budget 10.
+        ([Claim("chaz", 9), Claim("piwind", 5)], 10, {"chaz": 5, "piwind": 5}),
+    ],
+)
+def test_worked_cases(claims: list[Claim], limit: int | None, expected: dict[str, int]) -> None:
+    assert grants(claims, limit) == expected
+
+
+def test_floors_over_budget_are_reported() -> None:
+    allocation = allocate([Claim("a", 9, floor=5), Claim("b", 4, floor=4)], 6)
+    assert allocation.floors == 9
+    assert allocation.floors_over_budget == 3
+    assert allocation.total == 9
+
+
+def test_floors_within_budget_report_nothing() -> None:
+    allocation = allocate([Claim("a", 9, floor=5), Claim("b", 4, floor=1)], 6)
+    assert (allocation.floors, allocation.floors_over_budget) == (6, 0)
+
+
+def test_starved_models_are_named() -> None:
+    allocation = allocate([Claim("a", 2), Claim("b", 2), Claim("c", 2), Claim("d", 0)], 2)
+    assert allocation.starved == ("c",)
+    assert allocate([Claim("a", 2), Claim("b", 2)], 2).starved == ()
+
+
+@pytest.mark.parametrize(
+    ("claim", "field"),
+    [
+        (lambda: Claim("a", 2, floor=3), "floor"),
+        (lambda: Claim("a", -1), "floor"),
+        (lambda: Claim("a", 2, weight=0), "weight"),
+        (lambda: Claim("a", 2, weight=float("nan")), "weight"),
+        (lambda: Claim("a", 2, priority=0), "priority"),
+        (lambda: Claim("a", 2, priority=11), "priority"),
+    ],
+)
+def test_bad_claims_are_refused(claim: object, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        claim()  # type: ignore[operator]
+
+
+def test_bad_limit_and_repeated_models_are_refused() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        allocate([Claim("a", 1)], -1)
+    with pytest.raises(ValueError, match="once"):
+        allocate([Claim("a", 1), Claim("a", 2)], 5)
+
+
+def test_fair_shares_hand_out_every_unit_within_wants() -> None:
+    zero = {"a": 0, "b": 0, "c": 0}
+    wants = {"a": 10, "b": 1, "c": 10}
+    weights = {"a": 1.0, "b": 1.0, "c": 2.0}
+    assert fair_shares(zero, wants, weights, 10) == {"a": 3, "b": 1, "c": 6}
+
+
+def test_fair_shares_count_what_a_model_already_holds() -> None:
+    # a holds 5 (its floor): the 3 more go to b, whose total is then closest to a's.
+    assert fair_shares({"a": 5, "b": 0}, {"a": 9, "b": 9}, {"a": 1.0, "b": 1.0}, 3) == {
+        "a": 5,
+        "b": 3,
+    }
+    assert fair_shares({"a": 5, "b": 0}, {"a": 9, "b": 9}, {"a": 1.0, "b": 1.0}, 7) == {
+        "a": 6,
+        "b": 6,
+    }
+
+
+# --- properties ---------------------------------------------------------------------------
+
+names = st.text(alphabet="abcdefgh", min_size=1, max_size=3)
+
+
+@st.composite
+def claim_sets(draw: st.DrawFn) -> list[Claim]:
+    models = draw(st.lists(names, min_size=1, max_size=8, unique=True))
+    claims = []
+    for model in models:
+        desired = draw(st.integers(0, 30))
+        claims.append(
+            Claim(
+                model,
+                desired,
+                floor=draw(st.integers(0, desired)),
+                weight=draw(st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.0, 0.1])),
+                priority=draw(st.integers(MIN_PRIORITY, MAX_PRIORITY)),
+            )
+        )
+    return claims
+
+
+limits = st.one_of(st.none(), st.integers(0, 120))
+
+
+@given(claim_sets(), limits)
+def test_sum_within_budget_unless_floors_force_it(claims: list[Claim], limit: int | None) -> None:
+    allocation = allocate(claims, limit)
+    if limit is not None:
+        assert allocation.total <= max(limit, allocation.floors)
+        assert allocation.floors_over_budget == max(0, allocation.floors - limit)
+
+
+@given(claim_sets(), limits)
+def test_each_grant_between_floor_and_desired(claims: list[Claim], limit: int | None) -> None:
+    granted = allocate(claims, limit).granted
+    for claim in claims:
+        assert claim.floor <= granted[claim.model] <= claim.desired
+
+
+@given(claim_sets(), limits)
+def test_budget_is_used_while_anyone_wants_more(claims: list[Claim], limit: int | None) -> None:
+    allocation = allocate(claims, limit)
+    wanted = sum(claim.desired for claim in claims)
+    if limit is not None:
+        assert allocation.total == max(min(wanted, limit), allocation.floors)
+
+
+@given(claim_sets(), limits)
+def test_no_model_with_work_starves_while_the_budget_has_room(
+    claims: list[Claim], limit: int | None
+) -> None:
+    allocation = allocate(claims, limit)
+    working = [claim for claim in claims if claim.desired > 0]
+    if limit is None or limit >= allocation.floors + sum(1 for c in working if c.floor == 0):
+        assert allocation.starved == ()
+    assert all(allocation.granted[model] == 0 for model in allocation.starved)
+
+
+@given(claim_sets(), limits, st.randoms(use_true_random=False))
+def test_permutation_invariant(
+    claims: list[Claim], limit: int | None, shuffler: random.Random
+) -> None:
+    shuffled = list(claims)
+    shuffler.shuffle(shuffled)
+    first, second = allocate(claims, limit), allocate(shuffled, limit)
+    assert dict(first.granted) == dict(second.granted)
+    assert first.starved == second.starved
+
+
+@given(claim_sets(), st.integers(0, 120), st.data())
+def test_monotone_in_priority(claims: list[Claim], limit: int, data: st.DataObject) -> None:
+    index = data.draw(st.integers(0, len(claims) - 1))
+    claim = claims[index]
+    higher = data.draw(st.integers(claim.priority, MAX_PRIORITY))
+    raised = list(claims)
+    raised[index] = Claim(claim.model, claim.desired, claim.floor, claim.weight, higher)
+    before = allocate(claims, limit).granted[claim.model]
+    assert allocate(raised, limit).granted[claim.model] >= before
+
+
+@given(claim_sets(), st.integers(0, 120))
+def test_a_model_never_gets_more_than_an_equal_peer_that_ranks_higher(
+    claims: list[Claim], limit: int
+) -> None:
+    granted = allocate(claims, limit).granted
+    for one in claims:
+        for other in claims:
+            same_shape = (one.desired, one.floor, one.weight) == (
+                other.desired,
+                other.floor,
+                other.weight,
+            )
+            if same_shape and one.priority > other.priority:
+                assert granted[one.model] >= granted[other.model]
+
+
+@given(claim_sets(), st.integers(0, 120))
+@settings(max_examples=50)
+def test_deterministic(claims: list[Claim], limit: int) -> None:
+    assert allocate(claims, limit) == allocate(list(claims), limit)
+
+
+def test_allocation_is_comparable() -> None:
+    assert isinstance(allocate([], 3), Allocation)
+    assert allocate([], 3).total == 0
