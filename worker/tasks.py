@@ -58,6 +58,10 @@ def configure(settings: WorkerSettings) -> Celery:
         worker_hijack_root_logger=False,
         result_expires=7 * 24 * 3600,
     )
+    # Imported here: the Kubernetes client is only loaded by workers that mark their pod.
+    from worker.pod_deletion_cost import activate_for
+
+    activate_for(settings)
     return app
 
 
