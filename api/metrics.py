@@ -3,7 +3,12 @@
 `ModelCollector` reads everything fresh on each scrape in a fixed number of round trips,
 however many models there are: three queries (the models, analyses per model, pending
 sub-tasks per model) and one Redis pipeline (every model queue's lists, the reserved messages,
-and the hashes the workers record their sub-tasks' activity in, worker/telemetry.py).
+and the hashes the workers record their sub-tasks' activity in, worker/telemetry.py), plus two
+round trips for the workers' records of presence (worker/presence.py).
+
+A scrape may ask for some samples only, as Prometheus's `name[]` parameter does (`exposition`):
+the collector then reads only what those need, so the scaler's frequent scrape of a few gauges
+never reads the sub-task hashes, which grow with every model's activity.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from flask import Flask, current_app
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -35,6 +41,7 @@ from api.orm import Analysis, Model, SubTask
 from api.queueing import UNACKED_KEY, queue_lists
 from scaler.configuration import ScalingConfiguration
 from worker import telemetry
+from worker.presence import WorkerPresence, live_workers
 from worker.records import IN_QUEUE, INPUTS, LOSSES
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,20 @@ SCALING_INFO = "oasis_model_scaling_info"
 REDIS_UP = "oasis_redis_up"
 SUB_TASKS = "oasis_sub_tasks_total"
 DURATION = "oasis_sub_task_duration_seconds"
+WORKERS = "oasis_model_workers"
+BUSY_WORKERS = "oasis_model_busy_workers"
+# prometheus_client names a counter's family without its `_total`.
+SUB_TASKS_FAMILY = SUB_TASKS.removesuffix("_total")
+# The sample names of a family of each type, as prometheus_client's registry derives them.
+TYPE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "info": ("_info",),
+}
+# The sample names the current scrape asked for (Prometheus's `name[]`); None: every one.
+_asked: ContextVar[frozenset[str] | None] = ContextVar("metrics_asked", default=None)
 # The scaling configuration's numbers, one gauge each: gauge name -> field.
 SCALING_GAUGES = {
     "oasis_model_worker_count_fixed": "worker_count_fixed",
@@ -79,6 +100,8 @@ HELP = {
     "messages and sub-task activity are then left out).",
     SUB_TASKS: "Sub-tasks that reached each status.",
     DURATION: "Run time of completed sub-tasks (end - start).",
+    WORKERS: "Live workers consuming the model's queue (their records of presence in Redis).",
+    BUSY_WORKERS: "Live workers of the model's queue running a task.",
 }
 
 
@@ -99,6 +122,8 @@ class RedisState:
     queue_messages: Mapping[str, int]
     sub_tasks: Mapping[bytes, bytes]
     durations: Mapping[bytes, bytes]
+    # Queue -> (live workers, busy workers); None when not asked for.
+    workers: Mapping[str, tuple[int, int]] | None = None
 
 
 def init_app(app: Flask, redis_url: str, registry: CollectorRegistry) -> None:
@@ -134,20 +159,35 @@ class ModelCollector:
             redis_up(up=False),
             sub_task_counter({}),
             duration_histogram({}),
+            *worker_families([], {}),
         ]
 
+    def families_for(self, names: Collection[str] | None) -> frozenset[str] | None:
+        """The names of this collector's families with a sample among `names` (None: all)."""
+        if names is None:
+            return None
+        return frozenset(
+            family.name for family in self.describe() if sample_names(family) & set(names)
+        )
+
     def collect(self) -> Iterator[Metric]:
+        wanted = self.families_for(_asked.get())
         # Without the database no model is known: its errors fail the scrape (`up` is 0).
         models = read_models(self._sessions)
         queues = sorted(models)
-        state = read_redis(self._redis, queues)
-        yield from model_families(
+        state = read_redis(self._redis, queues, wanted)
+        families = model_families(
             [models[queue] for queue in queues], None if state is None else state.queue_messages
         )
+        if state is not None and state.workers is not None:
+            families += worker_families(queues, state.workers)
+        yield from (family for family in families if _wants(wanted, family.name))
         yield redis_up(up=state is not None)
         if state is not None:
-            yield sub_task_counter(state.sub_tasks)
-            yield duration_histogram(state.durations)
+            if _wants(wanted, SUB_TASKS_FAMILY):
+                yield sub_task_counter(state.sub_tasks)
+            if _wants(wanted, DURATION):
+                yield duration_histogram(state.durations)
 
 
 def read_models(sessions: sessionmaker[Session]) -> dict[str, ModelState]:
@@ -209,38 +249,99 @@ def _same_queue(first: ModelState | None, other: ModelState) -> ModelState:
     )
 
 
-def read_redis(redis: Redis, queues: Sequence[str]) -> RedisState | None:
-    """Everything the scrape needs from Redis in one pipeline; None when it cannot be reached."""
-    lists = [queue_lists(queue) for queue in queues]
+def read_redis(
+    redis: Redis, queues: Sequence[str], wanted: Collection[str] | None = None
+) -> RedisState | None:
+    """What the `wanted` families (None: all) need from Redis, in one pipeline (and two round
+    trips for the workers' records); None when Redis cannot be reached."""
+    messages_wanted = _wants(wanted, QUEUE_MESSAGES)
+    lists = [queue_lists(queue) for queue in queues] if messages_wanted else []
+    hashes = [
+        key
+        for family, key in (
+            (SUB_TASKS_FAMILY, telemetry.SUB_TASKS_KEY),
+            (DURATION, telemetry.DURATION_KEY),
+        )
+        if _wants(wanted, family)
+    ]
     try:
         with redis.pipeline(transaction=False) as pipe:
+            pipe.ping()  # so that Redis is tried even when nothing below is asked for
             for names in lists:
                 for name in names:
                     pipe.llen(name)
-            pipe.hvals(UNACKED_KEY)
-            pipe.hgetall(telemetry.SUB_TASKS_KEY)
-            pipe.hgetall(telemetry.DURATION_KEY)
+            if messages_wanted:
+                pipe.hvals(UNACKED_KEY)
+            for key in hashes:
+                pipe.hgetall(key)
             # A key of the wrong type fails its own command only: raised, that error would hide
             # every other number, so it is read as empty below.
-            replies = pipe.execute(raise_on_error=False)
+            replies = pipe.execute(raise_on_error=False)[1:]
+        workers = None
+        if _wants(wanted, WORKERS) or _wants(wanted, BUSY_WORKERS):
+            workers = count_workers(live_workers(redis))
     except RedisError as exc:
         log.warning(
-            "Redis unreachable: no queue messages nor sub-task activity this scrape: %s", exc
+            "Redis unreachable: no queue messages, workers nor sub-task activity this scrape: %s",
+            exc,
         )
         return None
-    *lengths, unacked, sub_tasks, durations = replies
-    reserved = reserved_per_queue(_reply(unacked, list, UNACKED_KEY))
+    lengths = replies[: sum(map(len, lists))]
+    hash_replies = dict(zip(hashes, replies[len(replies) - len(hashes) :], strict=True))
     messages: dict[str, int] = {}
-    start = 0
-    for queue, names in zip(queues, lists, strict=True):
-        waiting = lengths[start : start + len(names)]
-        messages[queue] = sum(_reply(n, int, queue) for n in waiting) + reserved[queue]
-        start += len(names)
-    return RedisState(
-        messages,
-        _reply(sub_tasks, dict, telemetry.SUB_TASKS_KEY),
-        _reply(durations, dict, telemetry.DURATION_KEY),
+    if messages_wanted:
+        reserved = reserved_per_queue(_reply(replies[len(lengths)], list, UNACKED_KEY))
+        start = 0
+        for queue, names in zip(queues, lists, strict=True):
+            waiting = lengths[start : start + len(names)]
+            messages[queue] = sum(_reply(n, int, queue) for n in waiting) + reserved[queue]
+            start += len(names)
+    sub_tasks, durations = (
+        _reply(hash_replies.get(key, {}), dict, key)
+        for key in (telemetry.SUB_TASKS_KEY, telemetry.DURATION_KEY)
     )
+    return RedisState(messages, sub_tasks, durations, workers)
+
+
+def _wants(wanted: Collection[str] | None, family: str) -> bool:
+    return wanted is None or family in wanted
+
+
+def sample_names(family: Metric) -> set[str]:
+    """The names of the samples a family of its type holds, which `name[]` selects."""
+    return {family.name, *(family.name + suffix for suffix in TYPE_SUFFIXES.get(family.type, ()))}
+
+
+def exposition(registry: CollectorRegistry, names: Sequence[str]) -> bytes:
+    """The registry's text exposition; given `names` (Prometheus's `name[]`), of only the
+    samples so named, with ModelCollector reading only what those need."""
+    if not names:
+        return generate_latest(registry)
+    token = _asked.set(frozenset(names))
+    try:
+        return generate_latest(registry.restricted_registry(names))
+    finally:
+        _asked.reset(token)
+
+
+def count_workers(workers: Iterable[WorkerPresence]) -> dict[str, tuple[int, int]]:
+    """Queue -> (live workers, busy ones)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for worker in workers:
+        live, busy = counts.get(worker.queue, (0, 0))
+        counts[worker.queue] = (live + 1, busy + worker.busy)
+    return counts
+
+
+def worker_families(queues: Sequence[str], workers: Mapping[str, tuple[int, int]]) -> list[Metric]:
+    """Live and busy workers of every model queue (0 for a queue without any)."""
+    live = GaugeMetricFamily(WORKERS, HELP[WORKERS], labels=["model"])
+    busy = GaugeMetricFamily(BUSY_WORKERS, HELP[BUSY_WORKERS], labels=["model"])
+    for queue in queues:
+        counts = workers.get(queue, (0, 0))
+        live.add_metric([queue], counts[0])
+        busy.add_metric([queue], counts[1])
+    return [live, busy]
 
 
 def _reply(reply: object, kind: type[Reply], key: str) -> Reply:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from api.metrics import exposition
 from api.replies import Reply
 from api.schemas import REFUSALS, Health, ServerInfo
 
@@ -37,9 +38,10 @@ def openapi() -> Reply:
 
 @bp.get("/metrics", doc_ui=False)
 def metrics() -> Reply:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process; `?name[]=a&name[]=b` for those samples only."""
     registry: CollectorRegistry = current_app.extensions["metrics_registry"]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    body = exposition(registry, request.args.getlist("name[]"))
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def _version() -> str:

@@ -6,8 +6,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 from flask_openapi3 import APIBlueprint, Tag
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -16,6 +18,7 @@ from api.orm import Analysis, Model
 from api.queueing import queue_depth
 from api.replies import Reply
 from api.schemas import BEARER, PROTECTED, QueueList, QueueOut, QueueStatus, format_timestamp
+from worker.presence import live_workers
 
 bp = APIBlueprint(
     "queues",
@@ -73,6 +76,7 @@ def _queues() -> list[tuple[dict[str, Any], list[Analysis]]]:
         .scalars(select(Analysis).options(selectinload(Analysis.sub_tasks)).order_by(Analysis.id))
         .all()
     )
+    workers = _worker_counts()
     result = []
     for model in models:
         own = [a for a in analyses if a.model_id == model.id]
@@ -83,12 +87,22 @@ def _queues() -> list[tuple[dict[str, Any], list[Analysis]]]:
             queued_count=counts["QUEUED"],
             running_count=counts["STARTED"],
             queue_message_count=queue_depth(model.queue_name),
-            worker_count=0,
+            worker_count=workers[model.queue_name],
             models=[],
         ).model_dump(mode="json")
         entry["models"] = [serialize.model(model)]
         result.append((entry, own))
     return result
+
+
+def _worker_counts() -> Counter[str]:
+    """Live workers per queue, from their records of presence; none when Redis is away."""
+    redis: Redis = current_app.extensions["redis"]
+    try:
+        return Counter(worker.queue for worker in live_workers(redis))
+    except RedisError:
+        current_app.logger.warning("Redis unreachable while reading the live workers")
+        return Counter()
 
 
 def _ws_analysis(row: Analysis) -> dict[str, Any]:

@@ -84,7 +84,12 @@ def samples(exposition: str, models: set[str]) -> Samples:
 def gauges(model: str, *, analyses: int, pending: int, messages: int | None) -> Samples:
     values = {"oasis_model_analyses": analyses, "oasis_model_pending_sub_tasks": pending}
     if messages is not None:
-        values["oasis_model_queue_messages"] = messages
+        # Read from Redis with the queue: no worker runs in these tests.
+        values |= {
+            "oasis_model_queue_messages": messages,
+            "oasis_model_workers": 0,
+            "oasis_model_busy_workers": 0,
+        }
     return {(name, frozenset({("model", model)})): value for name, value in values.items()}
 
 
