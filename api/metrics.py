@@ -66,6 +66,7 @@ SUB_TASKS = "oasis_sub_tasks_total"
 DURATION = "oasis_sub_task_duration_seconds"
 WORKERS = "oasis_model_workers"
 BUSY_WORKERS = "oasis_model_busy_workers"
+ANALYSES_BY_PRIORITY = "oasis_model_analyses_by_priority"
 # prometheus_client names a counter's family without its `_total`.
 SUB_TASKS_FAMILY = SUB_TASKS.removesuffix("_total")
 # The sample names of a family of each type, as prometheus_client's registry derives them.
@@ -102,6 +103,8 @@ HELP = {
     DURATION: "Run time of completed sub-tasks (end - start).",
     WORKERS: "Live workers consuming the model's queue (their records of presence in Redis).",
     BUSY_WORKERS: "Live workers of the model's queue running a task.",
+    ANALYSES_BY_PRIORITY: "Main tasks of the model (as oasis_model_analyses) by their priority "
+    "(1-10); only priorities with at least one.",
 }
 
 
@@ -160,6 +163,7 @@ class ModelCollector:
             sub_task_counter({}),
             duration_histogram({}),
             *worker_families([], {}),
+            priority_family({}),
         ]
 
     def families_for(self, names: Collection[str] | None) -> frozenset[str] | None:
@@ -182,6 +186,8 @@ class ModelCollector:
         if state is not None and state.workers is not None:
             families += worker_families(queues, state.workers)
         yield from (family for family in families if _wants(wanted, family.name))
+        if _wants(wanted, ANALYSES_BY_PRIORITY):
+            yield priority_family(read_priorities(self._sessions))
         yield redis_up(up=state is not None)
         if state is not None:
             if _wants(wanted, SUB_TASKS_FAMILY):
@@ -486,3 +492,29 @@ def _number(raw: bytes | str, kind: type[Number]) -> Number | None:
         return kind(raw)
     except ValueError:
         return None
+
+
+def read_priorities(sessions: sessionmaker[Session]) -> dict[str, Counter[int]]:
+    """Main tasks per model queue and priority, by one grouped query (for the fleet budget)."""
+    statement = (
+        select(Model.supplier_id, Model.model_id, Model.version_id, Analysis.priority, func.count())
+        .join(Model, Analysis.model_id == Model.id)
+        .where(Analysis.status.in_(MAIN_TASK_STATUSES))
+        .group_by(Model.supplier_id, Model.model_id, Model.version_id, Analysis.priority)
+    )
+    counts: dict[str, Counter[int]] = {}
+    with sessions() as session:
+        for supplier, model, version, priority, count in session.execute(statement):
+            # Two models that spell one queue name share its workers: their counts add up.
+            counts.setdefault(f"{supplier}-{model}-{version}", Counter())[priority] += count
+    return counts
+
+
+def priority_family(counts: Mapping[str, Mapping[int, int]]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        ANALYSES_BY_PRIORITY, HELP[ANALYSES_BY_PRIORITY], labels=["model", "priority"]
+    )
+    for queue in sorted(counts):
+        for priority, count in sorted(counts[queue].items()):
+            family.add_metric([queue, str(priority)], count)
+    return family

@@ -3,6 +3,9 @@
 KEDA's calls never wait for the source: they read the view, which only this loop writes. A failed
 read leaves the view as it was (the last good state) and is recorded, so the calls can tell how
 old that state is.
+
+The fleet budget (docs/budget.md) is applied here, to all models at once, so that every read
+gives each model its share of the same picture.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from scaler.budget import Allocation
 from scaler.freshness import SourceHealth
 from scaler.sources import Source
-from scaler.state import InMemoryStateView
+from scaler.state import InMemoryStateView, with_grants
 from scaler.telemetry import ScalerMetrics
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ class Refresher:
         interval: float,
         metrics: ScalerMetrics | None = None,
         on_serving: Callable[[bool], None] | None = None,
+        worker_limit: int | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
         self._source = source
         self._view = view
@@ -37,6 +43,9 @@ class Refresher:
         self._interval = interval
         self._metrics = metrics
         self._on_serving = on_serving or (lambda serving: None)
+        self._worker_limit = worker_limit
+        self._weights = dict(weights or {})
+        self._allocation: Allocation | None = None
         self._serving: bool | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-refresh", daemon=True)
@@ -46,18 +55,42 @@ class Refresher:
         if self._metrics:
             self._metrics.refreshes.inc()
         try:
-            states = self._source()
+            states, allocation = with_grants(self._source(), self._worker_limit, self._weights)
         except Exception as error:  # any failure of the source keeps the last good state
             self._failed(str(error) or type(error).__name__)
             good = False
         else:
             self._view.replace_all(states)
+            self._budget_applied(allocation)
             if self._health.record.failing_since is not None:
                 log.info("metrics source read again; %d model(s)", len(states))
             self._health.succeeded()
             good = True
         self._publish_serving()
         return good
+
+    def _budget_applied(self, allocation: Allocation) -> None:
+        if self._metrics:
+            self._metrics.allocation = allocation
+        # Log when the shortage starts or changes, not on every read.
+        old = self._allocation
+        if allocation.floors_over_budget and (
+            old is None or old.floors_over_budget != allocation.floors_over_budget
+        ):
+            log.warning(
+                "the models' worker_count_min add up to %d, %d over total_worker_limit %s: "
+                "the floors hold, no model gets more",
+                allocation.floors,
+                allocation.floors_over_budget,
+                allocation.limit,
+            )
+        if allocation.starved and (old is None or old.starved != allocation.starved):
+            log.warning(
+                "total_worker_limit %s is below the models with work: %s wait for a worker",
+                allocation.limit,
+                ", ".join(allocation.starved),
+            )
+        self._allocation = allocation
 
     def _failed(self, error: str) -> None:
         if self._metrics:

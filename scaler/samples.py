@@ -10,6 +10,9 @@ Rules:
   merged by taking the largest, as PromQL's `max by (model)` does. The targets are replicas of
   the API over one database, so they publish the same numbers: summing would count every
   analysis once per replica, and the largest is the cautious choice while one lags.
+- A model's priority is the highest `priority` label of its `oasis_model_analyses_by_priority`
+  samples with a count above 0 (None when it has none); a label that is not an integer 1-10 is
+  skipped with a `Problem`.
 - A value that does not make a valid `ScalingConfiguration` (a strategy not spelled as the enum,
   a negative or fractional count, min above max, NaN) never fails the refresh: the model takes
   the default configuration and a `Problem` says why. A bad work count counts as 0.
@@ -26,14 +29,17 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
+from scaler.budget import MAX_PRIORITY, MIN_PRIORITY
 from scaler.configuration import ScalingConfiguration
 from scaler.state import ModelState
 
 MODEL_LABEL = "model"
 STRATEGY_LABEL = "strategy"
+PRIORITY_LABEL = "priority"
 INFO = "oasis_model_scaling_info"
 ANALYSES = "oasis_model_analyses"
 PENDING = "oasis_model_pending_sub_tasks"
+BY_PRIORITY = "oasis_model_analyses_by_priority"
 # Published gauge -> ScalingConfiguration field.
 CONFIGURATION_GAUGES: Mapping[str, str] = {
     "oasis_model_worker_count_fixed": "worker_count_fixed",
@@ -43,7 +49,7 @@ CONFIGURATION_GAUGES: Mapping[str, str] = {
 }
 WORK_GAUGES = (ANALYSES, PENDING)
 # Every metric name the scaler reads, for sources that can select by name (PromQL).
-INPUT_METRICS: tuple[str, ...] = (INFO, *WORK_GAUGES, *CONFIGURATION_GAUGES)
+INPUT_METRICS: tuple[str, ...] = (INFO, *WORK_GAUGES, *CONFIGURATION_GAUGES, BY_PRIORITY)
 
 
 class Sample(NamedTuple):
@@ -72,6 +78,16 @@ class _Published:
 
     strategies: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
+    # Priority levels with active analyses, and priority labels that are not levels.
+    priorities: set[int] = field(default_factory=set)
+    bad_priorities: set[str] = field(default_factory=set)
+
+    def take_priority(self, label: str, value: float) -> None:
+        level = _priority(label)
+        if level is None:
+            self.bad_priorities.add(label)
+        elif value > 0:  # NaN is not above 0
+            self.priorities.add(level)
 
     def take(self, name: str, value: float) -> None:
         # NaN loses to any number in max(), so it is kept only when nothing else was published.
@@ -94,6 +110,8 @@ def build_states(samples: Iterable[Sample]) -> Built:
                 entry.strategies.append(strategy)
         elif sample.name in CONFIGURATION_GAUGES or sample.name in WORK_GAUGES:
             entry.take(sample.name, float(sample.value))
+        elif sample.name == BY_PRIORITY:
+            entry.take_priority(sample.labels.get(PRIORITY_LABEL, ""), float(sample.value))
     built = Built()
     for model in sorted(published):
         entry = published[model]
@@ -102,8 +120,15 @@ def build_states(samples: Iterable[Sample]) -> Built:
         configuration, problems = _configuration(model, entry)
         analyses, analyses_problem = _work(model, ANALYSES, entry.numbers.get(ANALYSES))
         pending, pending_problem = _work(model, PENDING, entry.numbers.get(PENDING))
-        built.states[model] = ModelState(configuration, analyses=analyses, pending=pending)
+        priority = max(entry.priorities, default=None)
+        built.states[model] = ModelState(
+            configuration, analyses=analyses, pending=pending, priority=priority
+        )
         built.problems.extend(problems)
+        built.problems.extend(
+            Problem(model, f"{BY_PRIORITY} has priority={label!r}, not 1-10; skipped")
+            for label in sorted(entry.bad_priorities)
+        )
         built.problems.extend(p for p in (analyses_problem, pending_problem) if p)
     return built
 
@@ -143,3 +168,11 @@ def _work(model: str, name: str, value: float | None) -> tuple[int, Problem | No
     if math.isfinite(value) and value >= 0 and value.is_integer():
         return int(value), None
     return 0, Problem(model, f"{name}={value!r} is not a count of work; counting 0")
+
+
+def _priority(label: str) -> int | None:
+    try:
+        level = int(label)
+    except ValueError:
+        return None
+    return level if MIN_PRIORITY <= level <= MAX_PRIORITY else None

@@ -82,6 +82,8 @@ def running_scaler(
             interval=settings.interval_seconds,
             metrics=metrics,
             on_serving=lambda serving: set_serving(health_servicer, serving),
+            worker_limit=settings.total_worker_limit,
+            weights=settings.model_weights,
         )
         server.start()
         stack.callback(lambda: server.stop(STOP_GRACE_SECONDS).wait())

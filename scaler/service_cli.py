@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -29,6 +30,9 @@ FLAGS: dict[str, Any] = {
     "tls_cert_file": Path,
     "tls_key_file": Path,
     "tls_client_ca_file": Path,
+    "total_worker_limit": int,
+    # A JSON object: model (queue name) -> weight.
+    "model_weights": json.loads,
 }
 CHOICES = {"source": ["scrape", "prometheus"]}
 

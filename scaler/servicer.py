@@ -1,7 +1,8 @@
 """KEDA's ExternalScaler service over a `StateView`: one model per ScaledObject trigger.
 
-The metric is the number of workers the model asks for, against a fixed target of 1, so that
-an HPA with metricType AverageValue (and tolerance 0) lands on exactly that many replicas.
+The metric is the number of workers the model asks for (its share of the fleet budget when one
+is set), against a fixed target of 1, so that an HPA with metricType AverageValue (and
+tolerance 0) lands on exactly that many replicas.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
     ) -> pb.IsActiveResponse:
         _, state = self._resolve(request, context)
-        return pb.IsActiveResponse(result=state.desired > 0)
+        return pb.IsActiveResponse(result=state.granted > 0)
 
     def StreamIsActive(
         self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
@@ -46,7 +47,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             seen, state = self._view.wait_for_change(model, seen, self._heartbeat)
             if state is None:
                 _abort_unknown(context, model)
-            active = state.desired > 0
+            active = state.granted > 0
             # KEDA acts only on `true`: send it when the model wakes (and when the stream opens on
             # a model that already has work), not on every change.
             if active and not was_active:
@@ -68,12 +69,12 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.GetMetricsRequest, context: grpc.ServicerContext
     ) -> pb.GetMetricsResponse:
         model, state = self._resolve(request.scaledObjectRef, context)
-        desired = state.desired
+        granted = state.granted
         # Exactly one value: the HPA sums every value it is given.
         value = pb.MetricValue(
             metricName=request.metricName or metric_name(model),
-            metricValue=desired,
-            metricValueFloat=float(desired),
+            metricValue=granted,
+            metricValueFloat=float(granted),
         )
         return pb.GetMetricsResponse(metricValues=[value])
 

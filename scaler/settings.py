@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scaler.configuration import INT32_MAX
+
 ENV_PREFIX = "OASIS_AUTOSCALER_SCALER_"
 
 
@@ -35,6 +37,7 @@ def url_list(value: object) -> object:
 
 
 Urls = Annotated[list[str], NoDecode, BeforeValidator(url_list), Field(min_length=1)]
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class ScalerSettings(BaseSettings):
@@ -65,6 +68,10 @@ class ScalerSettings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # The fleet budget (docs/budget.md): all models' workers together; unset, no budget.
+    total_worker_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    # Each model's weight in the budget's fair share, by queue name (JSON object); default 1.
+    model_weights: dict[str, Weight] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalerSettings:

@@ -16,9 +16,12 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+import scaler.samples
 from scaler.samples import (
+    BY_PRIORITY,
     INPUT_METRICS,
     MODEL_LABEL,
+    PRIORITY_LABEL,
     STRATEGY_LABEL,
     Problem,
     Sample,
@@ -33,10 +36,21 @@ Source = Callable[[], Mapping[str, ModelState]]
 ProblemSink = Callable[[Sequence[Problem]], None]
 # Ask for the classic text format: the parser reads it, and every publisher serves it.
 SCRAPE_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
+# Prometheus's parameter for asking a /metrics for some samples only (docs/metrics.md).
+NAME_PARAMETER = "name[]"
 # One query for every input: PromQL keeps __name__ in a `by` clause, and `max` merges the API's
 # replicas (one series per instance) as build_states merges scrape targets.
-PROMQL = 'max by (__name__, {model}, {strategy}) ({{__name__=~"{names}"}})'.format(
-    model=MODEL_LABEL, strategy=STRATEGY_LABEL, names="|".join(INPUT_METRICS)
+# The analyses by priority keep their `priority` label in a second part (`or` keeps both: their
+# label sets differ).
+PROMQL = (
+    'max by (__name__, {model}, {strategy}) ({{__name__=~"{names}"}})'
+    ' or max by (__name__, {model}, {priority}) ({{__name__="{by_priority}"}})'
+).format(
+    model=MODEL_LABEL,
+    strategy=STRATEGY_LABEL,
+    priority=PRIORITY_LABEL,
+    names="|".join(name for name in INPUT_METRICS if name != BY_PRIORITY),
+    by_priority=BY_PRIORITY,
 )
 
 
@@ -67,6 +81,12 @@ def promql_samples(body: Any) -> list[Sample]:
         # Values are strings ("3", "NaN", "+Inf"); float() reads every one of them.
         samples.append(Sample(labels.pop("__name__", ""), labels, float(row["value"][1])))
     return samples
+
+
+def light_scrape_query() -> list[tuple[str, str]]:
+    """Ask only for the scaler's inputs: the whole /metrics (every model's sub-task counters and
+    histogram) is megabytes. Read at each request, so a name added to INPUT_METRICS is asked."""
+    return [(NAME_PARAMETER, name) for name in scaler.samples.INPUT_METRICS]
 
 
 class ScrapeSource:
@@ -108,7 +128,10 @@ class ScrapeSource:
     def _scrape(self, target: str) -> list[Sample] | str:
         try:
             response = self._sessions[target].get(
-                target, timeout=self._timeout, headers={"Accept": SCRAPE_ACCEPT}
+                target,
+                params=light_scrape_query(),
+                timeout=self._timeout,
+                headers={"Accept": SCRAPE_ACCEPT},
             )
             response.raise_for_status()
             return text_samples(response.text)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from scaler.budget import MIN_PRIORITY, Allocation, Claim, allocate
 from scaler.configuration import ScalingConfiguration
 from scaler.strategies import desired_workers
 
@@ -23,10 +24,45 @@ class ModelState:
     configuration: ScalingConfiguration = field(default_factory=ScalingConfiguration)
     analyses: int = 0
     pending: int = 0
+    # The highest priority (1-10) among its active analyses; None when none is counted.
+    priority: int | None = None
+    # Workers the fleet budget grants it; None when no budget applies.
+    grant: int | None = None
 
     @property
     def desired(self) -> int:
+        """Workers the model's own strategy asks for."""
         return desired_workers(self.configuration, analyses=self.analyses, pending=self.pending)
+
+    @property
+    def granted(self) -> int:
+        """Workers KEDA is told: the budget's grant, or the desired count without a budget."""
+        return self.desired if self.grant is None else self.grant
+
+
+def with_grants(
+    states: Mapping[str, ModelState],
+    limit: int | None,
+    weights: Mapping[str, float] | None = None,
+) -> tuple[dict[str, ModelState], Allocation]:
+    """Every model's state with its share of `limit` workers, all models at once."""
+    weights = weights or {}
+    claims = [
+        Claim(
+            model,
+            state.desired,
+            floor=state.configuration.worker_count_min,
+            weight=weights.get(model, 1.0),
+            priority=state.priority or MIN_PRIORITY,
+        )
+        for model, state in states.items()
+    ]
+    allocation = allocate(claims, limit)
+    granted = {
+        model: replace(state, grant=allocation.granted[model] if limit is not None else None)
+        for model, state in states.items()
+    }
+    return granted, allocation
 
 
 class StateView(Protocol):

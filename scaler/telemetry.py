@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scaler.budget import Allocation
 from scaler.freshness import SourceHealth
 from scaler.samples import Problem
 from scaler.state import InMemoryStateView
@@ -61,7 +62,10 @@ class ScalerMetrics:
             "StreamIsActive calls open now (KEDA's external-push triggers)",
             registry=registry,
         )
+        # The fleet budget as the last good read left it (set by the refresher).
+        self.allocation: Allocation | None = None
         registry.register(_StateCollector(view, health))
+        registry.register(_BudgetCollector(self))
         self._reported: set[Problem] = set()
 
     def report_problems(self, problems: Sequence[Problem]) -> None:
@@ -84,11 +88,19 @@ class _StateCollector(Collector):
             "Workers each model asks for, from the scaler's last good state",
             labels=["model"],
         )
+        granted = GaugeMetricFamily(
+            "oasis_scaler_granted_workers",
+            "Workers each model is given (what KEDA is told): its share of the fleet budget, "
+            "or its desired workers without one",
+            labels=["model"],
+        )
         for model in self._view.models():
             state = self._view.get(model)
             if state is not None:
                 desired.add_metric([model], state.desired)
+                granted.add_metric([model], state.granted)
         yield desired
+        yield granted
         yield GaugeMetricFamily(
             "oasis_scaler_source_age_seconds",
             "Seconds since the last good read of the metrics source (since start when none)",
@@ -98,4 +110,36 @@ class _StateCollector(Collector):
             "oasis_scaler_serving",
             "1 while KEDA's calls are answered, 0 while they fail as the state is too old",
             value=0 if self._health.stale_reason() else 1,
+        )
+
+
+class _BudgetCollector(Collector):
+    """The fleet budget's figures; nothing while no budget is set."""
+
+    def __init__(self, metrics: ScalerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        allocation = self._metrics.allocation
+        if allocation is None or allocation.limit is None:
+            return
+        yield GaugeMetricFamily(
+            "oasis_scaler_worker_budget",
+            "total_worker_limit: workers of all models together",
+            value=allocation.limit,
+        )
+        yield GaugeMetricFamily(
+            "oasis_scaler_worker_floors",
+            "The models' worker_count_min added up (they hold even above the budget)",
+            value=allocation.floors,
+        )
+        yield GaugeMetricFamily(
+            "oasis_scaler_worker_floors_over_budget",
+            "Workers by which the floors exceed total_worker_limit; 0 when they fit",
+            value=allocation.floors_over_budget,
+        )
+        yield GaugeMetricFamily(
+            "oasis_scaler_starved_models",
+            "Models with work that the budget leaves without a worker",
+            value=len(allocation.starved),
         )

@@ -16,6 +16,8 @@ CORES = [
     "scaler.samples",
     "scaler.freshness",
     "scaler.keda_timing",
+    "scaler.budget",
+    "scaler.state",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 
