@@ -1,8 +1,9 @@
-"""The local stack: a private Redis, the API on SQLite, and a pool of workers per model.
+"""The local stack: a private Redis, the API on SQLite, the scaler, and KEDA's local stand-in
+sizing each model's pool of real worker processes.
 
 Everything runs as real processes under one supervisor. Models are found through the API, as
-any client finds them, so a model registered while the stack runs gets its workers within
-`discovery_seconds`.
+any client finds them, so a model registered while the stack runs gets its ScaledObject within
+`discovery_seconds`; its workers come when the scaler says it has work.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis import Redis
 
+from scaler.keda_client import KedaClient
+from scaler.local.keda import KedaStandIn
+from scaler.local.pool import WorkerPool
 from scaler.local.settings import StackSettings
-from scaler.local.supervisor import Child, Supervisor, wait_until
+from scaler.local.supervisor import Supervisor, wait_until
+from worker.presence import live_workers
 
 START_DEADLINE = 60.0
 
@@ -49,8 +57,9 @@ class LocalStack:
     password: str = ""
     redis_url: str = ""
     api_url: str = ""
+    scaler_address: str = ""
     supervisor: Supervisor = field(init=False)
-    pools: dict[str, list[Child]] = field(default_factory=dict)
+    keda: KedaStandIn | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = self.settings.data_dir.absolute()
@@ -72,6 +81,8 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._start_redis()
         self._start_api()
+        self._start_scaler()
+        self._start_keda()
 
     def _start_redis(self) -> None:
         host, port = self.settings.host, free_port(self.settings.host)
@@ -108,6 +119,36 @@ class LocalStack:
             f"the API on {self.api_url}",
         )
 
+    def _start_scaler(self) -> None:
+        host, port = self.settings.host, self.settings.scaler_port
+        argv = cli(
+            "scaler",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(self.settings.scaler_metrics_port),
+            "--scrape-target",
+            f"{self.api_url}/metrics",
+        )
+        self.supervisor.start("scaler", argv)
+        self.scaler_address = f"{host}:{port}"
+        wait_until(
+            lambda: _serving(self.scaler_address), START_DEADLINE, f"the scaler on {host}:{port}"
+        )
+
+    def _start_keda(self) -> None:
+        redis = Redis.from_url(self.redis_url, socket_timeout=2)
+        pool = WorkerPool(
+            self.supervisor,
+            command=lambda queue: (cli("worker", "--queue", queue), self.environment),
+            presence=lambda queue: live_workers(redis, queue),
+            grace_seconds=self.settings.stop_grace_seconds,
+        )
+        self.keda = KedaStandIn(KedaClient(self.scaler_address), pool, self.settings.keda_timing)
+        self.keda.start()
+
     def token(self) -> str:
         response = requests.post(
             f"{self.api_url}/access_token/",
@@ -122,27 +163,33 @@ class LocalStack:
         headers = {"Authorization": f"Bearer {self.token()}"}
         models = requests.get(f"{self.api_url}/v2/models/", headers=headers, timeout=10)
         models.raise_for_status()
-        return sorted(model["queue_name"] for model in models.json())
+        return sorted({model["queue_name"] for model in models.json()})
 
-    def ensure_pools(self) -> list[str]:
-        """Start the worker pool of each model that has none; return the queues it started."""
-        started = []
+    def discover(self) -> list[str]:
+        """Give every registered model a ScaledObject; return the queues that got one now."""
+        assert self.keda is not None, "start() first"
+        known = set(self.keda.scaling())
         for queue in self.queues():
-            if queue not in self.pools:
-                self.pools[queue] = [
-                    self._start_worker(queue, i) for i in range(self.settings.workers_per_model)
-                ]
-                started.append(queue)
-        return started
-
-    def _start_worker(self, queue: str, index: int) -> Child:
-        return self.supervisor.start(
-            f"worker-{queue}-{index}", cli("worker", "--queue", queue), self.environment
-        )
+            self.keda.add(queue)
+        return sorted(set(self.keda.scaling()) - known)
 
     def stop(self) -> None:
-        self.supervisor.stop_all(self.settings.stop_grace_seconds)
-        self.pools.clear()
+        if self.keda is not None:
+            self.keda.stop()  # no more scaling while the workers drain
+        grace = self.settings.stop_grace_seconds
+        workers = [c for c in self.supervisor.children if c.name.startswith("worker-")]
+        self.supervisor.stop_together(workers, grace)
+        self.supervisor.stop_all(grace)
+
+
+def _serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _redis_answers(host: str, port: int) -> bool:

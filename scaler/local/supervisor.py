@@ -22,6 +22,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    # When it was asked to stop (monotonic seconds); None while it runs on.
+    stopping_since: float | None = None
 
     @property
     def running(self) -> bool:
@@ -61,13 +63,48 @@ class Supervisor:
         _signal_group(child.process, signal.SIGKILL)
         self.children.remove(child)
 
+    def terminate(self, child: Child) -> None:
+        """Ask the child to stop (SIGTERM to its group) and return at once; `reap` finishes."""
+        if child.stopping_since is None:
+            child.stopping_since = time.monotonic()
+            _signal_group(child.process, signal.SIGTERM)
+
+    def reap(self, grace: float) -> list[Child]:
+        """Forget the stopping children that exited (killing what they left in their group),
+        SIGKILL those that outlived `grace`; return the ones forgotten."""
+        gone = []
+        for child in list(self.children):
+            if child.stopping_since is None:
+                continue
+            if child.running and time.monotonic() - child.stopping_since > grace:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+            if not child.running:
+                _signal_group(child.process, signal.SIGKILL)
+                self.children.remove(child)
+                gone.append(child)
+        return gone
+
+    def stop_together(self, children: list[Child], grace: float) -> None:
+        """Stop `children` at once: SIGTERM to all, then wait up to `grace` for the slowest."""
+        for child in children:
+            self.terminate(child)
+        deadline = time.monotonic() + grace
+        while any(c in self.children for c in children):
+            self.reap(grace)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # polling with a deadline
+        self.reap(0)
+
     def stop_all(self, grace: float) -> None:
         """Stop the children, newest first (workers before the API before Redis)."""
         for child in reversed(list(self.children)):
             self.stop(child, grace)
 
     def exited(self) -> list[Child]:
-        return [child for child in self.children if not child.running]
+        """Children that exited without being asked to."""
+        return [c for c in self.children if not c.running and c.stopping_since is None]
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
