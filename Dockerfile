@@ -1,0 +1,29 @@
+# The one image of every service: `oasis-autoscaler api`, `... scaler`, `... worker`.
+FROM python:3.12-slim
+
+# procps: the Oasis kernel's bash scripts call ps and pgrep.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends procps \
+    && rm -rf /var/lib/apt/lists/*
+
+# A numeric non-root user, so that Kubernetes can check runAsNonRoot (the manifests run as it).
+RUN groupadd --gid 10001 oasis \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin oasis
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY api api
+COPY worker worker
+COPY scaler scaler
+COPY protos protos
+RUN pip install --no-cache-dir . && rm -rf /src
+
+WORKDIR /tmp
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+USER 10001:10001
+EXPOSE 8000 9090 9091
+ENTRYPOINT ["oasis-autoscaler"]
+CMD ["api"]
