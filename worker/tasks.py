@@ -21,7 +21,7 @@ from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init
 
 from api.configurations import stored_chunking
-from worker import records, telemetry
+from worker import group_guard, records, telemetry
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -68,8 +68,9 @@ def configure(settings: WorkerSettings) -> Celery:
 @worker_process_init.connect
 def _own_process_group(**_: Any) -> None:
     """Each pool process leads its own process group: when a kernel run fails, its script kills
-    the processes of its group started after it, which must not include other pool processes."""
-    os.setpgrp()
+    the processes of its group started after it, which must not include other pool processes.
+    Its guard kills the group when the pool process exits, so no kernel process outlives it."""
+    group_guard.lead_own_group()
 
 
 @before_task_publish.connect

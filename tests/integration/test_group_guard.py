@@ -1,0 +1,133 @@
+"""A pool process's guard: whatever ends the pool process, nothing it started runs on.
+
+A stand-in pool process leads its group with its guard (as every worker pool process does) and
+runs a fake kernel: a bash script that leaves `sleep`s running in the background, in subshells
+and in a nested bash. The stand-in and everything it started run in the test's folder, which
+is how the test finds them in /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import processes_using, wait_until_unused
+
+DEADLINE = 10.0
+# The stand-in, its script, and the script's background processes: three sleeps, a subshell
+# and a nested bash.
+PROCESSES = 7
+PIPELINE = """\
+sleep 300 &
+( sleep 300 & wait ) &
+bash -c 'sleep 300 & wait' &
+touch started
+wait
+"""
+POOL_PROCESS = """\
+import subprocess, sys
+from worker.group_guard import lead_own_group
+guard = lead_own_group()
+print(guard.pid, flush=True)
+subprocess.run(["bash", "pipeline.sh"])
+"""
+
+
+@pytest.fixture
+def pool_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The stand-in, once its fake kernel runs whole; with its guard's pid."""
+    (tmp_path / "pipeline.sh").write_text(PIPELINE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", POOL_PROCESS], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        guard = int(process.stdout.readline())
+        stop = time.monotonic() + DEADLINE
+        while not (tmp_path / "started").exists() or len(processes_using(tmp_path)) < PROCESSES:
+            assert time.monotonic() < stop, processes_using(tmp_path)
+            time.sleep(0.05)  # polling with a deadline
+        yield process, guard
+    finally:
+        process.kill()
+        process.wait()
+        for line in processes_using(tmp_path):  # only when the guard failed
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "revoked with terminate"]
+)
+def test_what_a_pool_process_started_dies_with_it(
+    pool_process: tuple[subprocess.Popen[str], int], tmp_path: Path, stop: signal.Signals
+) -> None:
+    process, guard = pool_process
+    assert len(processes_using(tmp_path)) == PROCESSES
+    process.send_signal(stop)
+    assert process.wait() == -stop
+    wait_until_unused(tmp_path, DEADLINE)
+    wait_until_gone(guard)
+
+
+def test_a_pool_process_that_ends_normally_leaves_its_guard_no_work(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.sh").write_text("touch started\n")
+    done = subprocess.run(
+        [sys.executable, "-c", POOL_PROCESS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wait_until_gone(int(done.stdout))
+    assert (tmp_path / "started").exists()
+    assert "group_guard" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argument", "reason"),
+    [
+        ([], "expected one argument"),
+        (["x"], "expected one argument"),
+        (["1"], "process 1 is not this guard's parent"),
+        (["{parent}"], "does not lead its process group"),
+    ],
+    ids=["none", "not a pid", "not the parent", "not a group leader"],
+)
+def test_the_guard_refuses_anything_but_its_group_leading_parent(
+    argument: list[str], reason: str
+) -> None:
+    # The guard's parent is a child of this test, in this test's group, which it does not lead.
+    launcher = (
+        "import os, subprocess, sys\n"
+        "arguments = [a.format(parent=os.getpid()) for a in sys.argv[1:]]\n"
+        "guard = [sys.executable, '-m', 'worker.group_guard', *arguments]\n"
+        "sys.exit(subprocess.run(guard).returncode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", launcher, *argument], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert reason in done.stderr
+    assert "nothing done" in done.stderr
+
+
+def wait_until_gone(pid: int) -> None:
+    stop = time.monotonic() + DEADLINE
+    while alive(pid):
+        assert time.monotonic() < stop, f"process {pid} is still running"
+        time.sleep(0.05)  # polling with a deadline
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
