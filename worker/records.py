@@ -229,8 +229,17 @@ def note_retry(
     attempt: int,
     error: str,
 ) -> bool:
-    """A failed attempt will be tried again: the sub-task is queued again. False if it is gone."""
+    """A failed attempt will be tried again: the sub-task is queued again.
+
+    False, and nothing written, when the analysis left the stage meanwhile (cancelled, or
+    failed by another sub-task: its sub-tasks are CANCELLED and must stay so) or the sub-task is
+    gone; the caller then does not try again. The analysis row is locked: a cancel that
+    updates it either comes first and is seen here, or waits and then cancels the retry.
+    """
     with sessions.begin() as session:
+        row = session.get(Analysis, analysis_id, with_for_update=True)
+        if row is None or row.status != STATUSES[stage].started:
+            return False
         task = _sub_task(session, analysis_id, stage, slug)
         if task is None:
             return False

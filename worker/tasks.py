@@ -249,8 +249,10 @@ def sub_task(
     except Exception as exc:
         attempt = self.request.retries + 1
         if self.request.retries < runtime.settings.max_retries:
-            if records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc)):
-                telemetry.record(runtime.redis, facts.queue, stage, "RETRIED")
+            if not records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc)):
+                # Not counted, as a skipped sub-task: what moved the analysis on counted it.
+                return f"{slug}: the analysis left its {stage} stage; not tried again"
+            telemetry.record(runtime.redis, facts.queue, stage, "RETRIED")
             delay = runtime.settings.retry_backoff_seconds * 2**self.request.retries
             raise self.retry(
                 exc=exc, countdown=delay, max_retries=runtime.settings.max_retries
