@@ -13,6 +13,7 @@ from rich.console import Console
 from api import cli as api_cli
 from scaler import manifests_command, plan_command, service_cli
 from scaler.local import cli as up_cli
+from scaler.simulate import command as simulate_command
 from worker import cli as worker_cli
 from worker import subtasks_command
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     up_cli.add_parser(subparsers)
     service_cli.add_parser(subparsers)
     subtasks_command.add_parser(subparsers)
+    simulate_command.add_parser(subparsers)
     manifests_command.add_parser(subparsers)
     return parser
 
