@@ -27,9 +27,11 @@ The losses: chunk `index` (from 0) of `count` runs kernel process `index + 1` of
 kernel pipelines (default: every core this process may use), as an OasisPlatform worker does.
 
 The kernel's tools (evepy, gulmc, summarypy, katpy, ...) run under a bash script that oasislmf
-starts in the caller's process group. They are found beside this interpreter; numba caches their
-compiled code in `numba_cache_dir` when given, else where the environment says. A failed kernel
-run keeps its logs in `<run_dir>/failed/`.
+starts in the caller's process group. In a worker that group is its pool process's own, and the
+pool process's guard (`worker.group_guard`) kills it when the pool process exits, so a chunk
+that is revoked, or whose worker is killed, leaves no kernel process running. The tools are
+found beside this interpreter; numba caches their compiled code in `numba_cache_dir` when given,
+else where the environment says. A failed kernel run keeps its logs in `<run_dir>/failed/`.
 """
 
 from __future__ import annotations
