@@ -135,7 +135,7 @@ class LocalStack:
         self.supervisor.start("scaler", argv)
         self.scaler_address = f"{host}:{port}"
         wait_until(
-            lambda: _serving(self.scaler_address), START_DEADLINE, f"the scaler on {host}:{port}"
+            lambda: serving(self.scaler_address), START_DEADLINE, f"the scaler on {host}:{port}"
         )
 
     def _start_keda(self) -> None:
@@ -182,7 +182,7 @@ class LocalStack:
         self.supervisor.stop_all(grace)
 
 
-def _serving(address: str) -> bool:
+def serving(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:

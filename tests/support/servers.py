@@ -68,9 +68,9 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A private Redis; yields its URL."""
-    port = free_port()
+def redis_server(directory: Path, port: int | None = None) -> Iterator[str]:
+    """A private Redis (on `port`, or a free one); yields its URL."""
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary("redis-server"),
@@ -187,10 +187,15 @@ def _run_as(user: str | None, command: list[str]) -> None:
 
 @contextmanager
 def api_server(
-    data_dir: Path, *, database_url: str | None, redis_url: str, password: str = "secret-pw"
+    data_dir: Path,
+    *,
+    database_url: str | None,
+    redis_url: str,
+    password: str = "secret-pw",
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`oasis-autoscaler api` as a real process; yields its base URL."""
-    port = free_port()
+    """`oasis-autoscaler api` as a real process (on `port`, or a free one); yields its URL."""
+    port = port or free_port()
     env = {
         **os.environ,
         "OASIS_AUTOSCALER_ADMIN_USERNAME": "admin",
