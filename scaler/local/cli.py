@@ -66,7 +66,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         demo = _DemoThread(stack, args.demo_locations, console)
         status = _watch(stack, stopping, console, until=demo.finished_and_idle, demo=demo)
         if demo.error:
-            console.print(f"[red]demo failed:[/] {demo.error}", highlight=False)
+            console.print(f"[red]demo failed:[/] {demo.error}", highlight=False, soft_wrap=True)
             return 1
         if status == 0:
             console.print(
@@ -74,6 +74,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                 f"{stack.data_dir / 'analyses' / str(demo.analysis)} and at "
                 f"{stack.api_url}/v2/analyses/{demo.analysis}/output_file/",
                 highlight=False,
+                soft_wrap=True,
             )
         return status if demo.status == "RUN_COMPLETED" else 1
 
@@ -92,7 +93,7 @@ def _running_stack(args: argparse.Namespace, console: Console) -> Iterator[tuple
         _greet(console, stack)
         yield stack, stopping
     finally:
-        console.print("stopping the stack ...", highlight=False)
+        console.print("stopping the stack ...", highlight=False, soft_wrap=True)
         stack.stop()
 
 
@@ -116,10 +117,17 @@ def _watch(stack: Any, stopping: threading.Event, console: Console, until: Any, 
                 live.update(table(scaling, work), refresh=True)
             else:
                 shown = changes(
-                    shown, scaling, work, lambda line: console.print(line, highlight=False)
+                    shown,
+                    scaling,
+                    work,
+                    lambda line: console.print(line, highlight=False, soft_wrap=True),
                 )
             for child in stack.supervisor.exited():
-                console.print(f"[red]{child.name} exited[/] (log: {child.log})", highlight=False)
+                console.print(
+                    f"[red]{child.name} exited[/] (log: {child.log})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 return 1
             if until is not None and until(scaling):
                 return 0
@@ -172,7 +180,7 @@ class _DemoThread:
         self._say(f"demo analysis {self.analysis}: {status}")
 
     def _say(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, soft_wrap=True)
 
 
 def _greet(console: Console, stack: Any) -> None:
@@ -185,4 +193,4 @@ def _greet(console: Console, stack: Any) -> None:
         "Ctrl-C stops everything.",
     ]
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
