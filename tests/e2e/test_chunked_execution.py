@@ -2,7 +2,8 @@
 
 The same analysis gives the same outputs in one chunk and in many (fixed and dynamic chunking,
 both stages); a worker killed with SIGKILL mid-run loses nothing; a cancelled run ends cancelled
-with no sub-task left in the queue; a failing sub-task is retried, then reported. Each time the
+with no sub-task left in the queue; neither leaves a kernel process of the stopped chunk running;
+a failing sub-task is retried, then reported. Each time the
 workers' sub-task metrics (GET /metrics) agree with the sub-tasks the API lists.
 """
 
@@ -26,11 +27,18 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
+from tests.support.processes import wait_for_command_naming, wait_until_unused
 from worker.demo_model import ensure_demo_model
+from worker.storage import Storage
 
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 300.0
+# A killed worker's kernel processes are gone within this many seconds: well under the time a
+# chunk's kernel runs (about 10 s here), so one left running on its own is caught. A cancel's
+# revoke goes through the broker first (left alone, a revoked chunk's kernel was seen to hang).
+KILLED_DEADLINE = 5.0
+CANCELLED_DEADLINE = 30.0
 REL_TOL = 1e-6
 ONE_CHUNK = {
     "lookup_strategy": "FIXED_CHUNKS",
@@ -206,8 +214,11 @@ def test_a_worker_killed_mid_chunk_loses_nothing(
     with stack.worker(model["queue_name"], env=fast_redelivery) as victim:
         client.analyses.run(analysis)
         running = wait_for_sub_task(stack, analysis, "generate-losses-chunk", "STARTED")
+        wait_for_command_naming(run_dir(stack, analysis))  # the kernel is running
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
+    # Nothing of the killed worker's chunk runs on, writing into the run folder.
+    wait_until_unused(run_dir(stack, analysis), KILLED_DEADLINE)
     with stack.worker(model["queue_name"], env=fast_redelivery, concurrency=2):
         details = wait_for_status(stack, analysis, {"RUN_COMPLETED", "RUN_ERROR"})
     assert details["status"] == "RUN_COMPLETED", client.analyses.get(analysis).text
@@ -229,7 +240,10 @@ def test_a_cancelled_run_leaves_nothing_queued(
         assert client.run_generate(analysis, poll_interval=0.5) is True
         client.analyses.run(analysis)
         wait_for_sub_task(stack, analysis, "generate-losses-chunk", "STARTED")
+        wait_for_command_naming(run_dir(stack, analysis))  # the kernel is running
         assert client.analyses.cancel(analysis).json()["status"] == "RUN_CANCELLED"
+        # The running chunk's kernel processes are stopped with it.
+        wait_until_unused(run_dir(stack, analysis), CANCELLED_DEADLINE)
         tasks = client.analyses.sub_task_list(analysis).json()
         assert not [t for t in tasks if t["status"] in ("PENDING", "QUEUED", "STARTED")]
         assert "CANCELLED" in {t["status"] for t in tasks}
@@ -250,6 +264,10 @@ def test_a_cancelled_run_leaves_nothing_queued(
         metrics.get("losses COMPLETED", 0)
         == statuses.count("COMPLETED") - metrics["inputs COMPLETED"]
     )
+
+
+def run_dir(stack: Stack, analysis: int) -> Path:
+    return Storage(stack.data_dir).run_dir(analysis)
 
 
 def stack_queue_depth(stack: Stack, queue: str) -> int:
