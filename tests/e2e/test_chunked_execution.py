@@ -3,8 +3,8 @@
 The same analysis gives the same outputs in one chunk and in many (fixed and dynamic chunking,
 both stages); a worker killed with SIGKILL mid-run loses nothing; a cancelled run ends cancelled
 with no sub-task left in the queue; neither leaves a kernel process of the stopped chunk running;
-a failing sub-task is retried, then reported. Each time the
-workers' sub-task metrics (GET /metrics) agree with the sub-tasks the API lists.
+a failing sub-task is retried, then reported. Each time the workers' sub-task metrics
+(GET /metrics) agree with the sub-tasks the API lists.
 """
 
 from __future__ import annotations
