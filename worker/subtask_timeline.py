@@ -320,16 +320,27 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def shared_queue(workers: Iterable[str]) -> str:
-    """`<queue>@` when every worker is named `<queue>@<host>:<pid>` with the same queue, else "".
+    """The prefix naming the one queue of every worker, or "" when they have no one queue.
 
-    Celery names a worker after the queue it consumes, and every worker of an analysis has its
-    model's queue: said once, it leaves the part that tells workers apart.
+    Workers are named `<queue>.<pid>@<host>:<pool pid>` (one Celery node per process; older
+    ones `<queue>@<host>:<pool pid>`), and every worker of an analysis has its model's queue:
+    said once, it leaves the part that tells workers apart. The prefix is `<queue>.` or
+    `<queue>@`.
     """
     names = list(workers)
-    queues = {name.partition("@")[0] for name in names}
-    if len(queues) != 1 or not all("@" in name for name in names):
+    if not names or not all("@" in name for name in names):
         return ""
-    return queues.pop() + "@"
+    nodes = {name.partition("@")[0] for name in names}
+    queues = {_queue_of(node) for node in nodes}
+    if len(queues) != 1:
+        return ""
+    queue = queues.pop()
+    return queue + ("@" if nodes == {queue} else ".")
+
+
+def _queue_of(node: str) -> str:
+    queue, dot, pid = node.rpartition(".")
+    return queue if dot and pid.isdigit() else node
 
 
 def summary_line(summary: Summary) -> str:

@@ -383,8 +383,20 @@ def test_format_seconds(seconds: float | None, text: str) -> None:
         ([W1, "host-c:33"], ""),
         (["host-a:1"], ""),
         ([], ""),
+        (["OasisLMF-PiWind-1.41@h:42", "OasisLMF-PiWind-1.50@h:51"], "OasisLMF-PiWind-1."),
+        (["Acme-Cat-2.0.41@h:42", "Acme-Cat-2.0.50@h:51"], "Acme-Cat-2.0."),
+        (["Acme-Cat-2.41@h:42", "Other-Cat-2.41@h:42"], ""),
     ],
-    ids=["one queue", "two queues", "one without a queue", "no queue", "no workers"],
+    ids=[
+        "one queue",
+        "two queues",
+        "one without a queue",
+        "no queue",
+        "no workers",
+        "a node per process",
+        "a dotted version",
+        "two queues of nodes",
+    ],
 )
 def test_shared_queue(workers: list[str], queue: str) -> None:
     assert shared_queue(workers) == queue
