@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+from redis import Redis
 
 from api.settings import ApiSettings
 from tests.support.servers import api_server, postgres_server, redis_server
 
 PASSWORD = "secret-pw"
+# An authenticated request to the API: call(method, path, **requests_kwargs).
+Call = Callable[..., requests.Response]
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +57,28 @@ def api_process(
 @pytest.fixture(scope="session")
 def api_url(api_process: ApiProcess) -> str:
     return api_process.url
+
+
+@pytest.fixture
+def api(api_url: str) -> Call:
+    """Requests to the API as the admin (extra `headers` are added to the bearer token)."""
+    token = requests.post(
+        f"{api_url}/access_token/", json={"username": "admin", "password": PASSWORD}, timeout=10
+    )
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def call(
+        method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        return requests.request(
+            method, api_url + path, headers={**auth, **(headers or {})}, timeout=10, **kwargs
+        )
+
+    return call
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-import requests
 
-from tests.integration.conftest import PASSWORD
+from tests.integration.conftest import Call
 
 pytestmark = pytest.mark.integration
-
-Call = Callable[..., requests.Response]
-
-
-@pytest.fixture
-def api(api_url: str) -> Call:
-    token = requests.post(
-        f"{api_url}/access_token/", json={"username": "admin", "password": PASSWORD}, timeout=10
-    )
-    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def call(
-        method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> requests.Response:
-        return requests.request(
-            method, api_url + path, headers={**auth, **(headers or {})}, timeout=10, **kwargs
-        )
-
-    return call
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ scaler's light scrape builds the same states as the whole exposition."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -14,32 +12,10 @@ from redis import Redis
 
 from scaler.samples import INPUT_METRICS, build_states
 from scaler.sources import ScrapeSource, text_samples
-from tests.integration.conftest import PASSWORD
+from tests.integration.conftest import Call
 from worker import telemetry
 
 pytestmark = pytest.mark.integration
-
-Call = Callable[..., requests.Response]
-
-
-@pytest.fixture
-def api(api_url: str) -> Call:
-    token = requests.post(
-        f"{api_url}/access_token/", json={"username": "admin", "password": PASSWORD}, timeout=10
-    )
-    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def call(method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, api_url + path, headers=auth, timeout=10, **kwargs)
-
-    return call
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

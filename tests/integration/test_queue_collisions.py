@@ -8,31 +8,15 @@ field and changing nothing. The same ids exactly are refused as a duplicate.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-import requests
 
-from tests.integration.conftest import PASSWORD
+from tests.integration.conftest import Call
 
 pytestmark = pytest.mark.integration
 
-Call = Callable[..., requests.Response]
 IDS = ("supplier_id", "model_id", "version_id")
-
-
-@pytest.fixture
-def api(api_url: str) -> Call:
-    token = requests.post(
-        f"{api_url}/access_token/", json={"username": "admin", "password": PASSWORD}, timeout=10
-    )
-    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def call(method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, api_url + path, headers=auth, timeout=10, **kwargs)
-
-    return call
 
 
 def models(api: Call) -> Any:
