@@ -29,6 +29,9 @@ from scaler.simulate.trace import ModelSpec, Trace
 from scaler.simulate.workload import AFTER, BEFORE, UPSTREAM_SERIAL, AnalysisWork, analyses_of
 
 SPLIT, CHUNK, JOIN = 0, 1, 2
+# With no sub-task done and no arrival for this long, the rest can never run (a model that
+# gets no worker, as FIXED_WORKERS 0): the simulation stops and says how many analyses ended.
+STALL_SECONDS = 6 * 3600.0
 _ARRIVE, _READY, _DONE, _CALL = 0, 1, 2, 3
 
 
@@ -149,6 +152,8 @@ class Result:
     worker_seconds: float
     peak_workers: int
     models: list[ModelResult]
+    # Analyses that ran to the end (all of them, unless the policy starved one for ever).
+    completed: int = 0
 
     @property
     def wait_mean(self) -> float:
@@ -215,10 +220,13 @@ class Simulation:
         stop_at = math.inf
         heap = self._heap
         pop = heapq.heappop
+        progress = 0.0
         while heap:
             time, _, kind, payload = pop(heap)
-            if time > stop_at:
+            if time > stop_at or time - progress > STALL_SECONDS:
                 break
+            if kind == _DONE or kind == _ARRIVE:
+                progress = time
             self.now = time
             if kind == _DONE:
                 self._finished(*payload)
@@ -233,7 +241,7 @@ class Simulation:
                 call(argument, time)
             if self._done == len(self._works) and stop_at == math.inf:
                 stop_at = time + self._settle()
-        end = min(stop_at, self.now) if heap else self.now
+        end = self.now
         return self._result(end)
 
     def _settle(self) -> float:
@@ -446,4 +454,5 @@ class Simulation:
             worker_seconds=sum(m.worker_seconds for m in models),
             peak_workers=self._peak,
             models=models,
+            completed=self._done,
         )

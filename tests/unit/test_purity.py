@@ -18,6 +18,9 @@ CORES = [
     "scaler.keda_timing",
     "scaler.budget",
     "scaler.state",
+    "scaler.simulate.engine",
+    "scaler.simulate.ours",
+    "scaler.simulate.upstream",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 
