@@ -225,7 +225,7 @@ class Simulation:
             time, _, kind, payload = pop(heap)
             if time > stop_at or time - progress > STALL_SECONDS:
                 break
-            if kind == _DONE or kind == _ARRIVE:
+            if kind in (_DONE, _ARRIVE):
                 progress = time
             self.now = time
             if kind == _DONE:
