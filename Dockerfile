@@ -1,9 +1,10 @@
 # The one image of every service: `oasis-autoscaler api`, `... scaler`, `... worker`.
 FROM python:3.12-slim
 
-# procps: the Oasis kernel's bash scripts call ps and pgrep.
+# procps: the Oasis kernel's bash scripts call ps and pgrep. tini: pid 1 that reaps the kernel
+# processes a worker's guard kills (Celery does not reap processes it did not start).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends procps \
+    && apt-get install -y --no-install-recommends procps tini \
     && rm -rf /var/lib/apt/lists/*
 
 # A numeric non-root user, so that Kubernetes can check runAsNonRoot (the manifests run as it).
@@ -25,5 +26,5 @@ ENV PYTHONUNBUFFERED=1 \
     HOME=/tmp
 USER 10001:10001
 EXPOSE 8000 9090 9091
-ENTRYPOINT ["oasis-autoscaler"]
+ENTRYPOINT ["tini", "--", "oasis-autoscaler"]
 CMD ["api"]

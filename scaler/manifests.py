@@ -180,11 +180,10 @@ def _env(spec: WorkerSpec) -> list[Manifest]:
     return env
 
 
-# The worker's Celery node name: the queue, the worker's process id (1, the container's first
-# process) and the pod's host name (worker/cli.py).
+# The worker's Celery node name in a pod: `<queue>@<pod name>` (worker/cli.py node_name).
 PING = (
     'exec celery --broker "$OASIS_AUTOSCALER_REDIS_URL" inspect ping --timeout 10 '
-    '--destination "$OASIS_AUTOSCALER_QUEUE.1@$HOSTNAME"'
+    '--destination "$OASIS_AUTOSCALER_QUEUE@$OASIS_AUTOSCALER_POD_NAME"'
 )
 
 

@@ -6,11 +6,14 @@ import argparse
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from scaler.settings_flags import add_setting_flags, flag_overrides
+
+if TYPE_CHECKING:
+    from worker.settings import WorkerSettings
 
 FLAGS = {
     "queue": str,
@@ -35,6 +38,17 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def node_name(settings: WorkerSettings) -> str:
+    """The worker's Celery node name, unique among the workers of its queue.
+
+    In a pod (the Deployment gives its name) there is one worker: `<queue>@<pod>`, which its
+    probe pings. Elsewhere several may share a host: `<queue>.<pid>@<host>`.
+    """
+    if settings.pod_name:
+        return f"{settings.queue}@{settings.pod_name}"
+    return f"{settings.queue}.{os.getpid()}@{socket.gethostname()}"
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     from worker import presence
     from worker.runtime import configure
@@ -56,8 +70,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     os.environ["NUMBA_CACHE_DIR"] = str(settings.effective_numba_cache_dir.absolute())
     runtime = configure(settings)
     app = configure_celery(settings)
-    # Unique per process: two workers of one queue on one host are two nodes (and two records).
-    node = f"{settings.queue}.{os.getpid()}@{socket.gethostname()}"
+    node = node_name(settings)
     presence.install(
         presence.Presence(
             runtime.redis,

@@ -1,17 +1,14 @@
 """The worker pod's probe command, run for real against a real worker on a real Redis.
 
-In its pod the worker is the container's first process (pid 1) and the host name is the pod's;
-the probe pings the Celery node `<queue>.1@$HOSTNAME`. Here the worker runs as pid 1 of its own
-PID namespace (`unshare`, we are root), so the node name is the one it has in a pod, and the
-probe command is taken verbatim from the generated Deployment.
+In its pod the worker is given the pod's name (the downward API) and takes the Celery node name
+`<queue>@<pod name>`, which the probe pings. Here the worker runs with a pod name as it would in
+its pod, and the probe command is taken verbatim from the generated Deployment.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,61 +38,56 @@ def probe_command() -> list[str]:
     return command
 
 
-def probe(redis_url: str, hostname: str) -> subprocess.CompletedProcess[str]:
+POD = "oasislmf-piwind-1-7d9f8c6b5-x2x4q"
+
+
+def probe(redis_url: str, pod: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "OASIS_AUTOSCALER_REDIS_URL": redis_url,
         "OASIS_AUTOSCALER_QUEUE": SPEC.queue,
-        "HOSTNAME": hostname,
+        "OASIS_AUTOSCALER_POD_NAME": pod,
     }
     return subprocess.run(probe_command(), env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
-def worker_as_pid_1(redis_url: str, tmp_path: Path) -> Iterator[Path]:
-    unshare = shutil.which("unshare")
-    assert unshare, "unshare (util-linux) is needed to run the worker as pid 1"
+def worker_in_pod(redis_url: str, tmp_path: Path) -> Iterator[Path]:
     data = tmp_path / "data"
     env = {
         **os.environ,
         "OASIS_AUTOSCALER_DATA_DIR": str(data),
         "OASIS_AUTOSCALER_REDIS_URL": redis_url,
         "OASIS_AUTOSCALER_QUEUE": SPEC.queue,
+        # Without a namespace the pod-deletion-cost marker stays off: no Kubernetes API here.
+        "OASIS_AUTOSCALER_POD_NAME": POD,
     }
-    # --kill-child: when unshare goes, the worker (pid 1 of the namespace) gets SIGTERM.
     process = subprocess.Popen(
-        [
-            unshare,
-            "--pid",
-            "--mount-proc",
-            "--kill-child=SIGTERM",
-            str(BIN / "oasis-autoscaler"),
-            "worker",
-        ],
+        [str(BIN / "oasis-autoscaler"), "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "worker.log").open("w"),
+        start_new_session=True,
     )
     try:
         yield data
     finally:
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         wait_until_unused(data)
 
 
-def test_the_probe_passes_for_this_pods_worker_only(redis_url: str, worker_as_pid_1: Path) -> None:
-    hostname = socket.gethostname()
+def test_the_probe_passes_for_this_pods_worker_only(redis_url: str, worker_in_pod: Path) -> None:
     # The worker registers its presence once Celery is ready (worker/presence.py).
-    registered = presence.key(f"{SPEC.queue}.1@{hostname}")
+    registered = presence.key(f"{SPEC.queue}@{POD}")
     client = Redis.from_url(redis_url)
     stop = time.monotonic() + DEADLINE
     while not client.exists(registered):
         assert time.monotonic() < stop, "the worker did not start"
         time.sleep(0.1)  # polling with a deadline while the worker starts
-    done = probe(redis_url, hostname)
+    done = probe(redis_url, POD)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{SPEC.queue}.1@{hostname}: OK" in done.stdout
-    # Another pod's probe (another host name) does not count this worker.
-    other = probe(redis_url, "worker-elsewhere-7d9f")
+    assert f"{SPEC.queue}@{POD}: OK" in done.stdout
+    # Another pod's probe (another pod name) does not count this worker.
+    other = probe(redis_url, "oasislmf-piwind-1-7d9f8c6b5-elsewhere")
     assert other.returncode != 0

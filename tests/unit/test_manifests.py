@@ -229,8 +229,8 @@ def test_probes_ping_this_pods_worker_node() -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         command = worker[probe]["exec"]["command"]
         assert command[:2] == ["sh", "-c"]
-        # The node name of worker/cli.py: <queue>.<pid>@<host>, the worker being the pod's pid 1.
-        assert '--destination "$OASIS_AUTOSCALER_QUEUE.1@$HOSTNAME"' in command[2]
+        # The node name of worker/cli.py in a pod: <queue>@<pod name>.
+        assert '--destination "$OASIS_AUTOSCALER_QUEUE@$OASIS_AUTOSCALER_POD_NAME"' in command[2]
     # A long silence only restarts a worker: a busy one answers pings.
     liveness = worker["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 600
