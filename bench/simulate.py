@@ -72,7 +72,7 @@ def fleet(models: int, analyses: int, limit: int | None) -> Trace:
             "models": specs,
             "analyses": work,
             "budget": {"total_worker_limit": limit},
-            "keda": {"polling_interval": 15, "cooldown_period": 300},
+            "keda": {"polling_interval": 15, "cooldown_period": 60},
         }
     )
 

@@ -27,15 +27,24 @@ from dataclasses import dataclass, field
 SCALE_UP_PODS = 4
 SCALE_UP_PERCENT = 100
 
+# Our ScaledObject's timing: scaler/manifests.py writes it, the simulator assumes it. The
+# cooldown is short because push activation wakes a model at once: a worker kept for five
+# minutes (KEDA's default) after the last chunk costs more than a pod start on the next analysis.
+POLLING_INTERVAL_SECONDS = 15
+COOLDOWN_PERIOD_SECONDS = 60
+SCALE_DOWN_STABILIZATION_SECONDS = 30
+# The cluster's (kube-controller-manager's default), not ours to set.
+HPA_SYNC_PERIOD_SECONDS = 15
+
 
 @dataclass(frozen=True)
 class KedaTiming:
     """The timing of our ScaledObject and of the cluster's HPA controller, in seconds."""
 
-    polling_interval: float = 30.0
-    hpa_sync_period: float = 15.0
-    cooldown_period: float = 300.0
-    scale_down_stabilization: float = 30.0
+    polling_interval: float = POLLING_INTERVAL_SECONDS
+    hpa_sync_period: float = HPA_SYNC_PERIOD_SECONDS
+    cooldown_period: float = COOLDOWN_PERIOD_SECONDS
+    scale_down_stabilization: float = SCALE_DOWN_STABILIZATION_SECONDS
     scale_up_stabilization: float = 0.0
     min_replicas: int = 0
     max_replicas: int = 100

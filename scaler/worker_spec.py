@@ -10,6 +10,11 @@ import re
 from dataclasses import dataclass, field
 
 from scaler.configuration import INT32_MAX
+from scaler.keda_timing import (
+    COOLDOWN_PERIOD_SECONDS,
+    POLLING_INTERVAL_SECONDS,
+    SCALE_DOWN_STABILIZATION_SECONDS,
+)
 from scaler.quantities import parse_quantity
 from worker.settings import WorkerSettings
 
@@ -60,9 +65,9 @@ class WorkerSpec:
     tls: bool = False
     tls_secret: str = DEFAULT_TLS_SECRET
     grace_period_seconds: int = DEFAULT_GRACE_SECONDS
-    polling_interval_seconds: int = 15
-    cooldown_period_seconds: int = 300
-    scale_down_window_seconds: int = 30
+    polling_interval_seconds: int = POLLING_INTERVAL_SECONDS
+    cooldown_period_seconds: int = COOLDOWN_PERIOD_SECONDS
+    scale_down_window_seconds: int = SCALE_DOWN_STABILIZATION_SECONDS
     concurrency: int = 1
     # Unset: the built-in demo model.
     model_data_dir: str | None = None

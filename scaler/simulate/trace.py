@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaler.budget import MAX_PRIORITY, MIN_PRIORITY
 from scaler.configuration import ScalingConfiguration
-from scaler.keda_timing import KedaTiming
+from scaler.keda_timing import (
+    COOLDOWN_PERIOD_SECONDS,
+    HPA_SYNC_PERIOD_SECONDS,
+    POLLING_INTERVAL_SECONDS,
+    SCALE_DOWN_STABILIZATION_SECONDS,
+    KedaTiming,
+)
 from worker.configuration import ChunkingConfiguration
 
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -100,10 +106,10 @@ class AnalysisSpec(Strict):
 class Keda(Strict):
     """Our ScaledObject's timing (KEDA and the HPA) and the cluster's pod start-up time."""
 
-    polling_interval: Positive = 30.0
-    hpa_sync_period: Positive = 15.0
-    cooldown_period: Seconds = 300.0
-    scale_down_stabilization: Seconds = 30.0
+    polling_interval: Positive = POLLING_INTERVAL_SECONDS
+    hpa_sync_period: Positive = HPA_SYNC_PERIOD_SECONDS
+    cooldown_period: Seconds = COOLDOWN_PERIOD_SECONDS
+    scale_down_stabilization: Seconds = SCALE_DOWN_STABILIZATION_SECONDS
     scale_up_stabilization: Seconds = 0.0
     tolerance: Seconds = 0.0
     # StreamIsActive (external-push): a model waking is acted on at once, not at the next poll.
