@@ -41,7 +41,7 @@ MONITORING = Path(__file__).resolve().parents[2] / "manifests" / "monitoring"
 DASHBOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
 # What Grafana puts in place of its variables; the window covers the whole test.
 RATE_INTERVAL = "1m"
-QUERY_DEADLINE = 60.0
+QUERY_DEADLINE = 120.0
 ACTIVITY_PERIOD = 0.3
 
 
