@@ -18,14 +18,14 @@ planned send time to the answer (coordinated-omission aware: a call the client c
 late counts its wait); the p99 from the actual send is shown too. The achieved rate is the
 successful answers over the time from the first planned send to the last answer.
 
-1. `--duration` (20 s) at `--rate` (500 calls/s) against the scaler, and against the baseline,
-   measured in the same run with the same clients: a trivial ExternalScaler servicer in its own
-   process (the same gRPC server, thread pool and messages; a constant answer, no state, no
-   refresh, no interceptor), the floor of gRPC Python on this machine. The difference is what the
-   scaler itself adds.
-2. The highest rate sustained: the offered rate doubles from `--rate` (each step `--step-duration`,
-   8 s, both servers in turns) until p99 > 5 ms or the achieved rate is under 95 % of the offered
-   one, or `--max-rate` (16,000) is passed.
+1. The baseline, first, before the scaler starts (its refreshes would take CPU from the floor on
+   a small machine): a trivial ExternalScaler servicer in its own process (the same kind of gRPC
+   server, thread pool and messages; a constant answer, no state, no refresh, no interceptor),
+   the floor of gRPC Python and of these clients on this machine. `--duration` (20 s) at
+   `--rate` (500 calls/s), then the highest rate it sustains: the offered rate doubles (each step
+   `--step-duration`, 8 s) until p99 > 5 ms or the achieved rate is under 95 % of the offered
+   one, or `--max-rate` (16,000) would be passed.
+2. The same against the scaler. The difference is what the scaler itself adds.
 
     .venv/bin/python bench/getmetrics.py [--models 1000] [--rate 500] [--duration 20]
         [--processes 4] [--step-duration 8] [--max-rate 16000] [--quick] [--check]
@@ -67,6 +67,7 @@ from protos import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from scaler.keda_client import KedaClient  # noqa: E402
 from scaler.local.stack import serving  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
+from scaler.servicer import metric_name  # noqa: E402
 from scaler.sources import text_samples  # noqa: E402
 from scaler.state import with_grants  # noqa: E402
 from tests.support.published import publisher  # noqa: E402
@@ -391,23 +392,26 @@ class Options:
     seed: int
 
 
-def ramp(
-    pool: Pool, options: Options, addresses: dict[str, str], calls: Sequence[tuple[str, str]]
+def climb(
+    pool: Pool, options: Options, target: str, address: str, calls: Sequence[tuple[str, str]]
 ) -> list[Level]:
-    """Double the rate from the measured one while each server keeps up; both in turns."""
+    """Double the rate from the measured one while `target` keeps up."""
     levels: list[Level] = []
-    climbing = set(addresses)
     rate = options.rate * 2
-    while climbing and rate <= options.max_rate:
-        for target in sorted(climbing):
-            level = run_level(pool, options.processes, target, addresses[target], calls, rate,
-                              options.step_duration, options.seed)  # fmt: skip
-            print(describe(level), flush=True)
-            levels.append(level)
-            if not level.sustained:
-                climbing.discard(target)
+    while rate <= options.max_rate:
+        level = run_level(pool, options.processes, target, address, calls, rate,
+                          options.step_duration, options.seed)  # fmt: skip
+        print(describe(level), flush=True)
+        levels.append(level)
+        if not level.sustained:
+            break
         rate *= 2
     return levels
+
+
+def warm(pool: Pool, options: Options, address: str, calls: Sequence[tuple[str, str]]) -> None:
+    """An unmeasured short run: every client process started, the server's first calls made."""
+    run_level(pool, options.processes, "warm-up", address, calls, options.rate, WARM_SECONDS, 0)
 
 
 def refresh_ms(text: str, repeat: int = 5) -> float:
@@ -434,28 +438,29 @@ def measure(options: Options, root: Path) -> Results:
     models = published_models(options.models)
     with (
         publisher(models) as published,
-        scaler_process(root, published.url) as (scaler, metrics_url),
         constant_server(context) as constant,
         context.Pool(options.processes) as pool,
     ):
-        calls = list(zip(models, metric_names(scaler, list(models)), strict=True))
-        addresses = {SCALER: scaler, BASELINE: constant}
-        for address in addresses.values():  # every client process imported, both servers warm
-            run_level(
-                pool, options.processes, "warm-up", address, calls, options.rate, WARM_SECONDS, 0
-            )
-        before = rpc_seconds(metrics_url)
-        ours = run_level(pool, options.processes, SCALER, scaler, calls, options.rate,
-                         options.duration, options.seed)  # fmt: skip
-        after = rpc_seconds(metrics_url)
-        print(describe(ours), flush=True)
-        floor = run_level(pool, options.processes, BASELINE, constant, calls, options.rate,
-                          options.duration, options.seed)  # fmt: skip
+        # The floor first, before the scaler starts: its refreshes would take CPU from it.
+        floor_calls = [(model, metric_name(model)) for model in models]
+        warm(pool, options, constant, floor_calls)
+        floor = run_level(pool, options.processes, BASELINE, constant, floor_calls,
+                          options.rate, options.duration, options.seed)  # fmt: skip
         print(describe(floor), flush=True)
+        floor_ramp = climb(pool, options, BASELINE, constant, floor_calls)
+        with scaler_process(root, published.url) as (scaler, metrics_url):
+            calls = list(zip(models, metric_names(scaler, list(models)), strict=True))
+            warm(pool, options, scaler, calls)
+            before = rpc_seconds(metrics_url)
+            ours = run_level(pool, options.processes, SCALER, scaler, calls, options.rate,
+                             options.duration, options.seed)  # fmt: skip
+            after = rpc_seconds(metrics_url)
+            print(describe(ours), flush=True)
+            ours_ramp = climb(pool, options, SCALER, scaler, calls)
         served = after[0] - before[0]
         return Results(
             main=[ours, floor],
-            ramp=ramp(pool, options, addresses, calls),
+            ramp=[*ours_ramp, *floor_ramp],
             handler_ms=(after[1] - before[1]) / served * 1000 if served else None,
             refresh_ms=refresh_ms(published.text),
         )
