@@ -6,8 +6,10 @@ default settings (a read of its source every 0.5 s, 256 gRPC threads). Its sourc
 (`tests.support.published`, the publisher the scaler's tests use): every gauge of docs/metrics.md
 the scaler reads, the three strategies and a spread of work. That is what the API's /metrics says
 with 1,000 models registered, without 1,000 models' worth of API and database work on the machine
-while it measures, so the figures are the scaler's: its gRPC answers, and its refresh (scrape,
-parse, states) every half second competing with them for the interpreter.
+while it measures, so the figures are the scaler's: its gRPC answers while its reader process
+scrapes and parses every half second and the server applies what changed. `--churn` (100) models
+change their work between two reads (a ring of texts served in turn), so every read has work to
+do, as at full activity; `--churn 0` serves one static text.
 
 The load is KEDA's: GetMetrics with the trigger's metadata (`model: <queue>`) and the metricName
 its GetMetricSpec gave (asked once per model first, as KEDA caches it), for models drawn at random.
@@ -37,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import multiprocessing
 import os
 import random
@@ -45,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
@@ -68,9 +73,9 @@ from scaler.keda_client import KedaClient  # noqa: E402
 from scaler.local.stack import serving  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
 from scaler.servicer import metric_name  # noqa: E402
-from scaler.sources import text_samples  # noqa: E402
+from scaler.sources import LineCache, text_samples  # noqa: E402
 from scaler.state import with_grants  # noqa: E402
-from tests.support.published import publisher  # noqa: E402
+from tests.support.published import Publisher, published_text, publisher  # noqa: E402
 from tests.support.servers import free_port, stop, wait_for  # noqa: E402
 
 TARGET_P99_MS = 5.0
@@ -81,6 +86,9 @@ START_MARGIN_SECONDS = 1.0
 WARM_CALLS = 20
 WARM_SECONDS = 0.5
 RUN_DEADLINE_SECONDS = 600.0
+# The scaler reads its source every 0.5 s: a new text each time, from a ring of this many.
+CHURN_PERIOD_SECONDS = 0.5
+CHURN_TEXTS = 8
 SCALER, BASELINE = "scaler", "baseline: constant servicer"
 STRATEGIES = ("FIXED_WORKERS", "QUEUE_LOAD", "DYNAMIC_TASKS")
 
@@ -390,6 +398,41 @@ class Options:
     step_duration: float
     max_rate: float
     seed: int
+    churn: int
+
+
+def churned_texts(models: dict[str, dict[str, Any]], churn: int, seed: int) -> list[str]:
+    """CHURN_TEXTS texts of `models`, each with the work of `churn` models changed from the one
+    before it: served in turn, every read of the scaler finds that many models changed."""
+    rng = random.Random(seed)
+    names = sorted(models)
+    current = {name: dict(values) for name, values in models.items()}
+    texts = []
+    for _ in range(CHURN_TEXTS):
+        for name in rng.sample(names, min(churn, len(names))):
+            current[name]["pending"] = (current[name]["pending"] + rng.randint(1, 9)) % 80
+        texts.append(published_text(current))
+    return texts
+
+
+@contextmanager
+def churning(published: Publisher, texts: list[str]) -> Iterator[None]:
+    """Serve `texts` in turn, a new one every scaler read (0.5 s), until the block ends."""
+    stop = threading.Event()
+
+    def turn() -> None:
+        for text in itertools.cycle(texts):
+            published.text = text
+            if stop.wait(CHURN_PERIOD_SECONDS):
+                return
+
+    thread = threading.Thread(target=turn, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def climb(
@@ -414,15 +457,17 @@ def warm(pool: Pool, options: Options, address: str, calls: Sequence[tuple[str, 
     run_level(pool, options.processes, "warm-up", address, calls, options.rate, WARM_SECONDS, 0)
 
 
-def refresh_ms(text: str, repeat: int = 5) -> float:
-    """The median CPU time of the scaler's work on one read of `text` (parse, states, grants),
-    measured here: the scaler does it every refresh, holding the interpreter meanwhile."""
+def refresh_ms(texts: Sequence[str], repeat: int = 5) -> float:
+    """The median CPU time of the scaler's work on one read (parse what changed, states,
+    grants), each read the next of `texts` after the one before it, measured here: the scaler
+    does it every refresh in which something changed, in its reader process (scaler/reader.py)."""
+    lines = LineCache()
     times = []
-    for _ in range(repeat):
+    for text in itertools.islice(itertools.cycle(texts), repeat + 1):
         began = time.process_time()
-        with_grants(build_states(text_samples(text)).states, None)
+        with_grants(build_states(lines.samples(text)).states, None)
         times.append((time.process_time() - began) * 1000)
-    return statistics.median(times)
+    return statistics.median(times[1:])  # the first read parses every line
 
 
 @dataclass(frozen=True)
@@ -448,7 +493,11 @@ def measure(options: Options, root: Path) -> Results:
                           options.rate, options.duration, options.seed)  # fmt: skip
         print(describe(floor), flush=True)
         floor_ramp = climb(pool, options, BASELINE, constant, floor_calls)
-        with scaler_process(root, published.url) as (scaler, metrics_url):
+        texts = churned_texts(models, options.churn, options.seed) if options.churn else []
+        with (
+            scaler_process(root, published.url) as (scaler, metrics_url),
+            churning(published, texts) if texts else contextlib.nullcontext(),
+        ):
             calls = list(zip(models, metric_names(scaler, list(models)), strict=True))
             warm(pool, options, scaler, calls)
             before = rpc_seconds(metrics_url)
@@ -462,7 +511,7 @@ def measure(options: Options, root: Path) -> Results:
             main=[ours, floor],
             ramp=[*ours_ramp, *floor_ramp],
             handler_ms=(after[1] - before[1]) / served * 1000 if served else None,
-            refresh_ms=refresh_ms(published.text),
+            refresh_ms=refresh_ms(texts or [published.text]),
         )
 
 
@@ -501,8 +550,9 @@ def report(options: Options, results: Results, load: tuple[float, float]) -> boo
         f" scaler {highest(levels, SCALER)}, baseline {highest(levels, BASELINE)}"
         f" (doubling up to {options.max_rate:,.0f})",
         f"the scaler's own mean time per GetMetrics (its interceptor's timing): {handler};"
-        f" one refresh of {options.models:,} models (parse, states, grants) takes"
-        f" {results.refresh_ms:.0f} ms of CPU, every 0.5 s, holding the interpreter",
+        f" one refresh of {options.models:,} models with {options.churn:,} changed (parse what"
+        f" changed, states, grants) takes"
+        f" {results.refresh_ms:.0f} ms of CPU every 0.5 s, in the scaler's reader process",
         f"load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end"
         f" ({os.cpu_count()} CPUs; the clients share them with the servers)",
     )
@@ -531,6 +581,12 @@ def main() -> int:
     parser.add_argument("--max-rate", type=float, default=16000.0, help="the ramp's last step")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--churn",
+        type=int,
+        default=100,
+        help="models whose work changes between two reads of the scaler (0: a static text)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 2 s, then 1 s at twice the rate"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
@@ -543,11 +599,13 @@ def main() -> int:
         step_duration=1.0 if args.quick else args.step_duration,
         max_rate=args.rate * 2 if args.quick else args.max_rate,
         seed=args.seed,
+        churn=args.churn,
     )
     give_up_after(RUN_DEADLINE_SECONDS)
     loaded = os.getloadavg()[0]
     print(
-        f"serving {options.models:,} models' metrics; starting the scaler, the constant"
+        f"serving {options.models:,} models' metrics ({options.churn:,} of them changing between"
+        f" two reads); starting the scaler, the constant"
         f" servicer and {options.processes} client processes",
         flush=True,
     )

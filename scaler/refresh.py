@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from scaler.budget import Allocation
 from scaler.freshness import SourceHealth
 from scaler.sources import Source
-from scaler.state import InMemoryStateView, with_grants
+from scaler.state import InMemoryStateView, ModelState, with_grants
 from scaler.telemetry import ScalerMetrics
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ class Refresher:
         self._worker_limit = worker_limit
         self._weights = dict(weights or {})
         self._allocation: Allocation | None = None
+        # The last read the view was built from: a source answering the same object again
+        # (nothing published changed) costs nothing more.
+        self._last_read: Mapping[str, ModelState] | None = None
         self._serving: bool | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-refresh", daemon=True)
@@ -55,15 +58,19 @@ class Refresher:
         if self._metrics:
             self._metrics.refreshes.inc()
         try:
-            states, allocation = with_grants(self._source(), self._worker_limit, self._weights)
+            read = self._source()
+            if read is not self._last_read:
+                states, allocation = with_grants(read, self._worker_limit, self._weights)
         except Exception as error:  # any failure of the source keeps the last good state
             self._failed(str(error) or type(error).__name__)
             good = False
         else:
-            self._view.replace_all(states)
-            self._budget_applied(allocation)
+            if read is not self._last_read:
+                self._view.replace_all(states)
+                self._budget_applied(allocation)
+                self._last_read = read
             if self._health.record.failing_since is not None:
-                log.info("metrics source read again; %d model(s)", len(states))
+                log.info("metrics source read again; %d model(s)", len(read))
             self._health.succeeded()
             good = True
         self._publish_serving()

@@ -46,6 +46,15 @@ def with_grants(
     weights: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, ModelState], Allocation]:
     """Every model's state with its share of `limit` workers, all models at once."""
+    if limit is None:
+        # No budget: nothing to share, and the states stay the very objects they were, so that
+        # the view sees at a glance which models changed.
+        desired = {model: state.desired for model, state in states.items()}
+        floors = sum(state.configuration.worker_count_min for state in states.values())
+        unshared = {
+            m: replace(s, grant=None) if s.grant is not None else s for m, s in states.items()
+        }
+        return unshared, Allocation(desired, None, floors)
     weights = weights or {}
     claims = [
         Claim(
@@ -115,7 +124,8 @@ class InMemoryStateView:
         with self._lock:
             for model in set(self._states) | set(states):
                 new = states.get(model)
-                if self._states.get(model) != new:
+                old = self._states.get(model)
+                if old is not new and old != new:
                     if new is None:
                         del self._states[model]
                     else:
