@@ -71,6 +71,9 @@ class Api:
         return response.text
 
 
+BY_PRIORITY = "oasis_model_analyses_by_priority"
+
+
 def samples(exposition: str, models: set[str]) -> Samples:
     """The samples of the given models' series, by name and labels."""
     return {
@@ -150,13 +153,6 @@ def assert_promtool_accepts(exposition: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -258,6 +254,11 @@ def test_a_scrape_publishes_every_number(
             # 7 sub-tasks of `running`, one completed; `failed` and `cancelled` have none left.
             # 4 main tasks + 3 in the priority lists + 2 reserved.
             **gauges(busy, analyses=2, pending=6, messages=9),
+            # Both main tasks at the default priority, 4; the idle model has none to count.
+            (
+                "oasis_model_analyses_by_priority",
+                frozenset({("model", busy), ("priority", "4")}),
+            ): 2,
             **scaling(busy, "DYNAMIC_TASKS", fixed=1, low=0, high=7, per=5),
             **gauges(idle, analyses=0, pending=0, messages=0),
             **scaling(idle, "FIXED_WORKERS", fixed=1, low=0, high=10, per=10),
