@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from celery import Celery
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
+from tests.support.busy import database_locked
 from tests.support.servers import worker_server
 from worker import presence
 from worker.messages import GENERATE_INPUTS_TASK
@@ -42,13 +42,6 @@ def poll(
         if time.monotonic() > stop:
             raise AssertionError(f"{what}: still {value!r} after {deadline} s")
         time.sleep(0.05)  # polling with a deadline
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def presence_env(ttl: float, refresh: float) -> dict[str, str]:
@@ -74,17 +67,6 @@ def worker(
         log_path=tmp_path / f"worker-{queue}-{len(list(tmp_path.glob('worker-*')))}.log",
     ) as process:
         yield data_dir, process.pid
-
-
-@contextmanager
-def database_locked(data_dir: Path) -> Iterator[None]:
-    connection = sqlite3.connect(data_dir / "api.sqlite3", isolation_level=None)
-    try:
-        connection.execute("BEGIN EXCLUSIVE")
-        yield
-        connection.execute("ROLLBACK")
-    finally:
-        connection.close()
 
 
 def client(redis_url: str) -> Celery:

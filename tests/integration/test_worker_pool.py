@@ -6,11 +6,9 @@ waits on (SQLite's busy timeout, 5 s): so one worker is busy while the pool shri
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from redis import Redis
 
 from scaler.local.pool import WorkerPool
 from scaler.local.supervisor import Child, Supervisor
+from tests.support.busy import database_locked
 from worker.messages import GENERATE_INPUTS_TASK
 from worker.presence import live_workers
 
@@ -51,17 +50,6 @@ def pool(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[WorkerPool]:
         grace_seconds=60,
     )
     supervisor.stop_together(list(supervisor.children), grace=30)
-
-
-@contextmanager
-def database_locked(data_dir: Path) -> Iterator[None]:
-    connection = sqlite3.connect(data_dir / "api.sqlite3", isolation_level=None)
-    try:
-        connection.execute("BEGIN EXCLUSIVE")
-        yield
-        connection.execute("ROLLBACK")
-    finally:
-        connection.close()
 
 
 def running(pool: WorkerPool) -> list[Child]:
