@@ -32,19 +32,12 @@ With `--check` the script exits 1 when the target (p99 of ours <= 1 s) is missed
 
 from __future__ import annotations
 
-import argparse
-import os
 import queue
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,28 +49,14 @@ sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an inst
 
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
 
+from bench import live  # noqa: E402
 from scaler.keda_client import KedaClient  # noqa: E402
-from scaler.local.stack import serving  # noqa: E402
-from scaler.settings import ScalerSettings  # noqa: E402
 from scaler.sources import text_samples  # noqa: E402
-from tests.support.servers import (  # noqa: E402
-    api_server,
-    free_port,
-    redis_server,
-    stop,
-    wait_for,
-)
-from worker.demo_model import demo_locations  # noqa: E402
+from tests.support.servers import wait_for  # noqa: E402
 
-PASSWORD = "bench-password"
-TARGET_P99_SECONDS = 1.0
 # KEDA's default pollingInterval (a ScaledObject that sets none); ours sets its own.
 KEDA_DEFAULT_POLLING_SECONDS = 30.0
-REFRESH_SECONDS = ScalerSettings().interval_seconds
-POLL_SECONDS = 0.01
 TRY_DEADLINE_SECONDS = 10.0
-# Every run of the script is bounded, whatever the machine does.
-RUN_DEADLINE_SECONDS = 600.0
 
 
 @dataclass
@@ -92,55 +71,10 @@ class Tries:
 # --- the stack ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scaler:
-    address: str
-    metrics_url: str
-
-
-@contextmanager
-def scaler_process(root: Path, scrape_target: str) -> Iterator[Scaler]:
-    """`oasis-autoscaler scaler` with its default settings, scraping `scrape_target`."""
-    port, metrics_port = free_port(), free_port()
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "scaler",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--scrape-target",
-        scrape_target,
-    ]
-    with (root / "scaler.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            address = f"127.0.0.1:{port}"
-            # SERVING once its first read of the API is in.
-            wait_for(lambda: serving(address), "the scaler", process)
-            yield Scaler(address, f"http://127.0.0.1:{metrics_port}/metrics")
-        finally:
-            stop(process)
-
-
-def open_streams(scaler: Scaler) -> float:
+def open_streams(scaler: live.Scaler) -> float:
     """The scaler's own count of open StreamIsActive calls."""
     text = requests.get(scaler.metrics_url, timeout=5).text
     return sum(s.value for s in text_samples(text) if s.name == "oasis_scaler_open_streams")
-
-
-def queued_analysis(client: APIClient) -> tuple[int, str]:
-    """A new model (FIXED_WORKERS, one worker by default) and an analysis ready to queue."""
-    name = uuid.uuid4().hex[:8]
-    model = client.models.create("Bench", f"Act{name}", "1").json()
-    portfolio = client.portfolios.create(f"bench-{name}").json()["id"]
-    client.portfolios.location_file.post(
-        portfolio, demo_locations(10).encode(), content_type="text/csv"
-    )
-    analysis = client.analyses.create(f"bench-{name}", portfolio, model["id"]).json()["id"]
-    return int(analysis), str(model["queue_name"])
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -167,18 +101,6 @@ class Follower:
             self.pushes.get_nowait()
 
 
-def poll_until(check: Callable[[], bool], what: str) -> float:
-    """Ask `check` every 10 ms until it holds; the moment it first did (monotonic)."""
-    deadline = time.monotonic() + TRY_DEADLINE_SECONDS
-    while True:
-        asked = time.monotonic()
-        if check():
-            return time.monotonic()
-        if asked > deadline:
-            raise TimeoutError(f"{what}: not within {TRY_DEADLINE_SECONDS} s")
-        time.sleep(max(0.0, asked + POLL_SECONDS - time.monotonic()))  # the polling period
-
-
 def one_try(
     client: APIClient, keda: KedaClient, follower: Follower, analysis: int, model: str
 ) -> tuple[float, float, float]:
@@ -192,24 +114,27 @@ def one_try(
     began = time.monotonic()
     client.analyses.generate(analysis).raise_for_status()
     posted = time.monotonic()
-    polled = poll_until(active, "IsActive after the POST")
+    polled = live.poll_until(active, "IsActive after the POST", TRY_DEADLINE_SECONDS)
     pushed = follower.pushes.get(timeout=TRY_DEADLINE_SECONDS)
     client.analyses.cancel(analysis).raise_for_status()
-    poll_until(lambda: not active(), "IsActive after the cancel")
+    live.poll_until(lambda: not active(), "IsActive after the cancel", TRY_DEADLINE_SECONDS)
     return posted - began, pushed - began, polled - began
 
 
-def measure(client: APIClient, scaler: Scaler, tries: int, rng: random.Random) -> Tries:
-    analysis, model = queued_analysis(client)
+def measure(client: APIClient, scaler: live.Scaler, tries: int, rng: random.Random) -> Tries:
+    registered = live.new_analysis(client, "Act")
+    analysis, model = registered.analysis, registered.queue
     keda, stream_keda = KedaClient(scaler.address), KedaClient(scaler.address)
     try:
         # The scaler knows the model at its next read of the API's metrics.
-        wait_for(lambda: _known(keda, model), f"the scaler to know {model}", deadline=10)
+        wait_for(
+            lambda: live.asked(keda, model) is not None, f"the scaler to know {model}", deadline=10
+        )
         follower = Follower(stream_keda, model)
         wait_for(lambda: open_streams(scaler) >= 1, "the StreamIsActive to open", deadline=10)
         results = Tries()
         for number in range(tries):
-            time.sleep(rng.uniform(0, REFRESH_SECONDS))  # a random phase of the refresh cycle
+            time.sleep(rng.uniform(0, live.REFRESH_SECONDS))  # a random phase of the refresh cycle
             post, pushed, polled = one_try(client, keda, follower, analysis, model)
             results.post.append(post)
             results.pushed.append(pushed)
@@ -225,16 +150,6 @@ def measure(client: APIClient, scaler: Scaler, tries: int, rng: random.Random) -
         stream_keda.close()
 
 
-def _known(keda: KedaClient, model: str) -> bool:
-    try:
-        keda.ask(model)
-    except grpc.RpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 def poll_only(polled: Sequence[float], every: float, rng: random.Random) -> list[float]:
     """KEDA's polls every `every` s at a random phase: the first after the scaler knows, per try."""
     return [known + rng.uniform(0, every) for known in polled]
@@ -243,67 +158,21 @@ def poll_only(polled: Sequence[float], every: float, rng: random.Random) -> list
 # --- the report ---------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), interpolated between the closest ranks."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def report(
-    results: Tries, baseline: Sequence[float], polling: float, load: tuple[float, float]
+    results: Tries, baseline: Sequence[float], polling: float, load: live.LoadAverage
 ) -> bool:
-    from rich.console import Console
-    from rich.table import Table
-
-    tries = len(results.pushed)
-    table = Table(title=f"Activation: POST generate_inputs/ to `true`, {tries} tries (seconds)")
-    for name in ("path", "p50", "p99", "max", "target", "verdict"):
-        table.add_column(name, justify="left" if name == "path" else "right")
-    ours_p99 = percentile(results.pushed, 99)
-    passed = ours_p99 <= TARGET_P99_SECONDS
-    rows = (
-        ("POST answered (for reference)", results.post, "", ""),
-        ("ours: StreamIsActive push (measured)", results.pushed, "p99 <= 1 s",
-         "PASS" if passed else "FAIL"),
-        ("IsActive first true, polled every 10 ms (measured)", results.polled, "", ""),
-        (f"baseline: poll only, every {polling:g} s (computed)", baseline, "", ""),
-    )  # fmt: skip
-    for label, values, target, verdict in rows:
-        table.add_row(
-            label,
-            f"{percentile(values, 50):.3f}",
-            f"{percentile(values, 99):.3f}",
-            f"{max(values):.3f}",
-            target,
-            verdict,
-        )
-    console = Console(width=120)
-    console.print(table)
-    ratio = percentile(baseline, 50) / percentile(results.pushed, 50)
-    console.print(
-        f"baseline p50 / ours p50: {ratio:.0f}x; scaler refresh every {REFRESH_SECONDS:g} s;"
-        f" load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end"
-        f" ({os.cpu_count()} CPUs)",
-        soft_wrap=True,
+    return live.latency_report(
+        f"Activation: POST generate_inputs/ to `true`, {len(results.pushed)} tries (seconds)",
+        results.post,
+        ("ours: StreamIsActive push (measured)", results.pushed),
+        (f"baseline: poll only, every {polling:g} s (computed)", baseline),
+        load,
+        measured=[("IsActive first true, polled every 10 ms (measured)", results.polled)],
     )
-    return passed
-
-
-def give_up_after(seconds: float) -> None:
-    """A hung stack ends the run with an error, its servers stopped on the way out."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"the benchmark did not end within {seconds:g} s")
-
-    signal.signal(signal.SIGALRM, expire)
-    signal.alarm(int(seconds))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = live.arguments(__doc__)
     parser.add_argument("--tries", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1, help="seeds the phases, ours and KEDA's")
     parser.add_argument(
@@ -312,27 +181,16 @@ def main() -> int:
         default=KEDA_DEFAULT_POLLING_SECONDS,
         help="the baseline's polling interval (KEDA's default: 30)",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 tries")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    live.add_run_flags(parser, quick="a smoke run: 5 tries")
     args = parser.parse_args()
     tries = 5 if args.quick else args.tries
     rng = random.Random(args.seed)
-    give_up_after(RUN_DEADLINE_SECONDS)
-    loaded = os.getloadavg()[0]
+    load = live.bounded_run()
     print(f"starting Redis, the API and the scaler; {tries} tries", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-activation-") as folder:
-        root = Path(folder)
-        with (
-            redis_server(root) as redis_url,
-            api_server(
-                root / "data", database_url=None, redis_url=redis_url, password=PASSWORD
-            ) as api_url,
-            scaler_process(root, f"{api_url}/metrics") as scaler,
-        ):
-            client = APIClient(api_url=api_url, username="admin", password=PASSWORD)
-            results = measure(client, scaler, tries, rng)
+    with live.api_stack("bench-activation-") as stack:
+        results = measure(stack.client, stack.scaler, tries, rng)
     baseline = poll_only(results.polled, args.polling_seconds, rng)
-    passed = report(results, baseline, args.polling_seconds, (loaded, os.getloadavg()[0]))
+    passed = report(results, baseline, args.polling_seconds, load)
     return 1 if args.check and not passed else 0
 
 

@@ -37,16 +37,12 @@ With `--check` the script exits 1 when the target (p99 <= 5 ms at 500 calls/s) i
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
 import multiprocessing
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -67,16 +63,16 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
 
+from bench import live  # noqa: E402
 from protos import externalscaler_pb2 as pb  # noqa: E402
 from protos import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from scaler.keda_client import KedaClient  # noqa: E402
-from scaler.local.stack import serving  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
 from scaler.servicer import metric_name  # noqa: E402
 from scaler.sources import LineCache, text_samples  # noqa: E402
 from scaler.state import with_grants  # noqa: E402
 from tests.support.published import Publisher, published_text, publisher  # noqa: E402
-from tests.support.servers import free_port, stop, wait_for  # noqa: E402
+from tests.support.servers import free_port, wait_for  # noqa: E402
 
 TARGET_P99_MS = 5.0
 SUSTAINED_SHARE = 0.95
@@ -85,7 +81,6 @@ CALL_TIMEOUT_SECONDS = 3.0
 START_MARGIN_SECONDS = 1.0
 WARM_CALLS = 20
 WARM_SECONDS = 0.5
-RUN_DEADLINE_SECONDS = 600.0
 # The scaler reads its source every 0.5 s: a new text each time, from a ring of this many.
 CHURN_PERIOD_SECONDS = 0.5
 CHURN_TEXTS = 8
@@ -127,7 +122,7 @@ class Level:
     late_starts: int
 
     def percentile(self, q: float) -> float:
-        return percentile(self.from_planned_ms, q)
+        return live.percentile(self.from_planned_ms, q)
 
     @property
     def sustained(self) -> bool:
@@ -153,32 +148,6 @@ def published_models(count: int) -> dict[str, dict[str, Any]]:
             "pending": (n * 7) % 60,
         }
     return models
-
-
-@contextmanager
-def scaler_process(root: Path, scrape_target: str) -> Iterator[tuple[str, str]]:
-    """`oasis-autoscaler scaler` with its default settings; its gRPC address and metrics URL."""
-    port, metrics_port = free_port(), free_port()
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "scaler",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--scrape-target",
-        scrape_target,
-    ]
-    with (root / "scaler.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            address = f"127.0.0.1:{port}"
-            wait_for(lambda: serving(address), "the scaler", process)
-            yield address, f"http://127.0.0.1:{metrics_port}/metrics"
-        finally:
-            stop(process)
 
 
 class ConstantServicer(pb_grpc.ExternalScalerServicer):
@@ -336,15 +305,6 @@ def run_level(
 # --- the report ---------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), interpolated between the closest ranks."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def describe(level: Level) -> str:
     late = f", {level.late_starts} client(s) started late" if level.late_starts else ""
     return (
@@ -369,7 +329,7 @@ def table_of(title: str, levels: Sequence[Level]) -> Any:
             f"{level.percentile(50):.2f}",
             f"{level.percentile(99):.2f}",
             f"{max(level.from_planned_ms):.2f}",
-            f"{percentile(level.from_sent_ms, 99):.2f}",
+            f"{live.percentile(level.from_sent_ms, 99):.2f}",
             str(level.errors),
             "yes" if level.sustained else "no",
         )
@@ -495,17 +455,18 @@ def measure(options: Options, root: Path) -> Results:
         floor_ramp = climb(pool, options, BASELINE, constant, floor_calls)
         texts = churned_texts(models, options.churn, options.seed) if options.churn else []
         with (
-            scaler_process(root, published.url) as (scaler, metrics_url),
+            live.scaler_process(root, published.url) as scaler,
             churning(published, texts) if texts else contextlib.nullcontext(),
         ):
-            calls = list(zip(models, metric_names(scaler, list(models)), strict=True))
-            warm(pool, options, scaler, calls)
-            before = rpc_seconds(metrics_url)
-            ours = run_level(pool, options.processes, SCALER, scaler, calls, options.rate,
+            address = scaler.address
+            calls = list(zip(models, metric_names(address, list(models)), strict=True))
+            warm(pool, options, address, calls)
+            before = rpc_seconds(scaler.metrics_url)
+            ours = run_level(pool, options.processes, SCALER, address, calls, options.rate,
                              options.duration, options.seed)  # fmt: skip
-            after = rpc_seconds(metrics_url)
+            after = rpc_seconds(scaler.metrics_url)
             print(describe(ours), flush=True)
-            ours_ramp = climb(pool, options, SCALER, scaler, calls)
+            ours_ramp = climb(pool, options, SCALER, address, calls)
         served = after[0] - before[0]
         return Results(
             main=[ours, floor],
@@ -524,7 +485,7 @@ def metric_names(address: str, models: Sequence[str]) -> list[str]:
         keda.close()
 
 
-def report(options: Options, results: Results, load: tuple[float, float]) -> bool:
+def report(options: Options, results: Results, load: live.LoadAverage) -> bool:
     from rich.console import Console
 
     console = Console(width=130)
@@ -553,26 +514,15 @@ def report(options: Options, results: Results, load: tuple[float, float]) -> boo
         f" one refresh of {options.models:,} models with {options.churn:,} changed (parse what"
         f" changed, states, grants) takes"
         f" {results.refresh_ms:.0f} ms of CPU every 0.5 s, in the scaler's reader process",
-        f"load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end"
-        f" ({os.cpu_count()} CPUs; the clients share them with the servers)",
+        load.summary("; the clients share them with the servers"),
     )
     for line in lines:
         console.print(line, soft_wrap=True)
     return passed
 
 
-def give_up_after(seconds: float) -> None:
-    """A hung run ends with an error, its servers stopped on the way out."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"the benchmark did not end within {seconds:g} s")
-
-    signal.signal(signal.SIGALRM, expire)
-    signal.alarm(int(seconds))
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = live.arguments(__doc__)
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=500.0, help="calls/s, all clients")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds at --rate")
@@ -586,10 +536,7 @@ def main() -> int:
         default=100,
         help="models whose work changes between two reads of the scaler (0: a static text)",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 2 s, then 1 s at twice the rate"
-    )
-    parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    live.add_run_flags(parser, quick="a smoke run: 2 s, then 1 s at twice the rate")
     args = parser.parse_args()
     options = Options(
         models=args.models,
@@ -601,8 +548,7 @@ def main() -> int:
         seed=args.seed,
         churn=args.churn,
     )
-    give_up_after(RUN_DEADLINE_SECONDS)
-    loaded = os.getloadavg()[0]
+    load = live.bounded_run()
     print(
         f"serving {options.models:,} models' metrics ({options.churn:,} of them changing between"
         f" two reads); starting the scaler, the constant"
@@ -611,7 +557,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-getmetrics-") as folder:
         results = measure(options, Path(folder))
-    passed = report(options, results, (loaded, os.getloadavg()[0]))
+    passed = report(options, results, load)
     return 1 if args.check and not passed else 0
 
 
