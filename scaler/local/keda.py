@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -78,19 +79,31 @@ class KedaStandIn:
         with self._lock:
             return {model: ModelScaling(**vars(shown)) for model, shown in self._shown.items()}
 
-    def _spawn(self, name: str, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             for model in self._models():
-                self._poll_if_due(model)
-                self.pool.scale(model, self._replicas(model))
-                self._count(model)
+                try:
+                    self._poll_if_due(model)
+                    self.pool.scale(model, self._replicas(model))
+                    self._count(model)
+                except Exception as error:  # one model's trouble stops no other
+                    self._trouble(model, error)
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
+
+    def _trouble(self, model: str, error: Exception) -> None:
+        """Show it, and log it when it is new: it is tried again every tick."""
+        text = f"{type(error).__name__}: {error}"
+        with self._lock:
+            shown = self._shown[model]
+            new, shown.error = shown.error != text, text
+        if new:
+            log.error("scaling %s failed (tried again every tick): %s", model, text)
 
     def _models(self) -> list[str]:
         with self._lock:

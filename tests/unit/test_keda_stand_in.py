@@ -1,0 +1,93 @@
+"""The local KEDA stand-in's loop: answers become replica counts, one model's trouble stops no
+other, a failed call changes nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from scaler.keda_client import Answer
+from scaler.keda_timing import KedaTiming
+from scaler.local.keda import KedaStandIn
+from scaler.local.pool import PoolCounts
+
+FAST = KedaTiming(polling_interval=0.2, hpa_sync_period=0.1, cooldown_period=0.5, max_replicas=5)
+
+
+class Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "the scaler is down"
+
+
+@dataclass
+class FakeClient:
+    answers: dict[str, Answer | grpc.RpcError]
+
+    def ask(self, model: str) -> Answer:
+        answer = self.answers[model]
+        if isinstance(answer, grpc.RpcError):
+            raise answer
+        return answer
+
+    def stream(self, model: str) -> Iterator[bool]:
+        return iter(())  # no push: the polls do the work here
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakePool:
+    broken: set[str]
+    replicas: dict[str, int] = field(default_factory=dict)
+
+    def scale(self, queue: str, replicas: int) -> None:
+        if queue in self.broken:
+            raise OSError("cannot start a worker")
+        self.replicas[queue] = replicas
+
+    def counts(self, queue: str) -> PoolCounts:
+        return PoolCounts(running=self.replicas.get(queue, 0))
+
+
+def poll(check: Callable[[], bool], deadline: float = 10.0) -> None:
+    stop = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < stop
+        time.sleep(0.02)  # polling with a deadline
+
+
+def stand_in(client: Any, pool: Any) -> KedaStandIn:
+    keda = KedaStandIn(client, pool, FAST)
+    for model in ("good", "broken", "down"):
+        keda.add(model)
+    keda.start()
+    return keda
+
+
+def test_answers_become_replicas_and_trouble_stays_with_its_model() -> None:
+    client = FakeClient(
+        {"good": Answer(True, 3.0), "broken": Answer(True, 2.0), "down": Unavailable()}
+    )
+    pool = FakePool(broken={"broken"})
+    keda = stand_in(client, pool)
+    try:
+        poll(lambda: pool.replicas.get("good") == 3)
+        poll(lambda: "cannot start a worker" in keda.scaling()["broken"].error)
+        poll(lambda: "UNAVAILABLE" in keda.scaling()["down"].error)
+        # A model whose calls fail keeps what it had (nothing, here), as KEDA without a fallback.
+        assert pool.replicas.get("down") == 0
+        shown = keda.scaling()["good"]
+        assert (shown.replicas, shown.metric, shown.active, shown.running) == (3, 3.0, True, 3)
+        # The work ends: the HPA keeps one, KEDA's cooldown takes it to zero.
+        client.answers["good"] = Answer(False, 0.0)
+        poll(lambda: pool.replicas["good"] == 0)
+    finally:
+        keda.stop()
