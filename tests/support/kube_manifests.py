@@ -2,8 +2,9 @@
 
 - Built-in kinds: `kubernetes-validate` with the Kubernetes 1.33 OpenAPI schemas, strict (an
   unknown field is an error, as `kubectl apply --validate=strict` makes it).
-- KEDA's ScaledObject: the CRD's openAPIV3Schema (KEDA v2.20.2, in crds/), made strict the same
-  way, plus the CRD's one CEL rule (minReplicaCount <= maxReplicaCount).
+- KEDA's ScaledObject: the CRD's openAPIV3Schema (KEDA v2.20.2, from the project's shared folder
+  beside the repository, `shared/keda/`), made strict the same way, plus the CRD's one CEL rule
+  (minReplicaCount <= maxReplicaCount).
 - Kinds whose CRD is not here (KEDA's TriggerAuthentication, the Prometheus Operator's
   ServiceMonitor and PrometheusRule): small structural schemas of the fields this project uses,
   written from their documentation, closed to unknown fields.
@@ -27,7 +28,10 @@ import kubernetes_validate
 import yaml
 
 KUBERNETES_VERSION = "1.33.0"
-CRDS = Path(__file__).resolve().parent / "crds"
+# KEDA's own file, kept with the project's design documents beside the repository (not copied in).
+SCALED_OBJECT_CRD = (
+    Path(__file__).resolve().parents[3] / "shared" / "keda" / "keda.sh_scaledobjects.yaml"
+)
 Doc = dict[str, Any]
 
 
@@ -83,7 +87,10 @@ def _schema_nodes(node: Any) -> Iterator[dict[str, Any]]:
 
 @cache
 def scaled_object_validator() -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((CRDS / "keda.sh_scaledobjects.yaml").read_text())
+    assert SCALED_OBJECT_CRD.is_file(), (
+        f"KEDA's ScaledObject CRD is not at {SCALED_OBJECT_CRD}: the tests validate against it"
+    )
+    crd = yaml.safe_load(SCALED_OBJECT_CRD.read_text())
     (version,) = (v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
     return jsonschema.Draft7Validator(closed(version["schema"]["openAPIV3Schema"]))
 
