@@ -45,15 +45,17 @@ def with_grants(
     limit: int | None,
     weights: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, ModelState], Allocation]:
-    """Every model's state with its share of `limit` workers, all models at once."""
+    """Every model's state with its share of `limit` workers, all models at once.
+
+    A state whose grant does not change is kept as the very object it was, so that the view sees
+    at a glance which models changed.
+    """
     if limit is None:
-        # No budget: nothing to share, and the states stay the very objects they were, so that
-        # the view sees at a glance which models changed.
+        # Nothing to share: every model is granted what it asks for, without ranking claims
+        # (this runs in the server's process on every changed read, next to KEDA's calls).
         desired = {model: state.desired for model, state in states.items()}
         floors = sum(state.configuration.worker_count_min for state in states.values())
-        unshared = {
-            m: replace(s, grant=None) if s.grant is not None else s for m, s in states.items()
-        }
+        unshared = {m: s if s.grant is None else replace(s, grant=None) for m, s in states.items()}
         return unshared, Allocation(desired, None, floors)
     weights = weights or {}
     claims = [
@@ -67,10 +69,10 @@ def with_grants(
         for model, state in states.items()
     ]
     allocation = allocate(claims, limit)
-    granted = {
-        model: replace(state, grant=allocation.granted[model] if limit is not None else None)
-        for model, state in states.items()
-    }
+    granted = {}
+    for model, state in states.items():
+        grant = allocation.granted[model]
+        granted[model] = state if state.grant == grant else replace(state, grant=grant)
     return granted, allocation
 
 
