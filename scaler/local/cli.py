@@ -110,7 +110,11 @@ def _watch(stack: Any, stopping: threading.Event, console: Console, until: Any, 
             demo.start()
         while not stopping.is_set():
             if time.monotonic() >= next_discovery:
-                stack.discover()
+                try:
+                    stack.discover()
+                except PermissionError as error:
+                    console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+                    return 2
                 next_discovery = time.monotonic() + stack.settings.discovery_seconds
             scaling, work = stack.keda.scaling(), read_work(stack.api_url)
             if live is not None:

@@ -8,6 +8,7 @@ any client finds them, so a model registered while the stack runs gets its Scale
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -28,6 +29,7 @@ from scaler.local.supervisor import Supervisor, wait_until
 from worker.presence import live_workers
 
 START_DEADLINE = 60.0
+PASSWORD_FILE = "admin-password"
 
 
 def free_port(host: str) -> int:
@@ -65,7 +67,7 @@ class LocalStack:
         self.data_dir = self.settings.data_dir.absolute()
         self.supervisor = Supervisor(self.data_dir / "logs")
         secret = self.settings.admin_password
-        self.password = secret.get_secret_value() if secret else secrets.token_urlsafe(12)
+        self.password = secret.get_secret_value() if secret else kept_password(self.data_dir)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -155,6 +157,12 @@ class LocalStack:
             timeout=10,
             json={"username": self.settings.admin_username, "password": self.password},
         )
+        if response.status_code == 401:
+            raise PermissionError(
+                f"the API in {self.data_dir} refuses {self.settings.admin_username!r}: its admin "
+                "was created with another password; set OASIS_AUTOSCALER_ADMIN_PASSWORD to it, "
+                "or use a new --data-dir"
+            )
         response.raise_for_status()
         return str(response.json()["access_token"])
 
@@ -180,6 +188,18 @@ class LocalStack:
         workers = [c for c in self.supervisor.children if c.name.startswith("worker-")]
         self.supervisor.stop_together(workers, grace)
         self.supervisor.stop_all(grace)
+
+
+def kept_password(data_dir: Path) -> str:
+    """The admin password generated for this data dir, kept in it (owner-only) at the first
+    start: the API creates its admin once, so a later start must log in with the same one."""
+    path = data_dir / PASSWORD_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(12))
+    return path.read_text().strip()
 
 
 def serving(address: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,6 +15,7 @@ from scaler.keda_client import Answer
 from scaler.keda_timing import KedaTiming
 from scaler.local.keda import KedaStandIn
 from scaler.local.pool import PoolCounts
+from scaler.local.stack import kept_password
 
 FAST = KedaTiming(polling_interval=0.2, hpa_sync_period=0.1, cooldown_period=0.5, max_replicas=5)
 
@@ -91,3 +93,12 @@ def test_answers_become_replicas_and_trouble_stays_with_its_model() -> None:
         poll(lambda: pool.replicas["good"] == 0)
     finally:
         keda.stop()
+
+
+def test_a_generated_admin_password_is_kept_in_the_data_dir(tmp_path: Path) -> None:
+    first = kept_password(tmp_path / "data")
+    assert len(first) >= 16
+    # The API created its admin with it once: every later start logs in with the same.
+    assert kept_password(tmp_path / "data") == first
+    assert (tmp_path / "data" / "admin-password").stat().st_mode & 0o777 == 0o600
+    assert kept_password(tmp_path / "other") != first
