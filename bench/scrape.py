@@ -31,16 +31,14 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 from sqlalchemy.orm import Session
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
+from api.store.engine import make_engine
+from api.store.orm import Model
+from cli.local.launch import api_server, redis_server
+from scaler.samples import build_states
+from scaler.sources import light_scrape_query, text_samples
+from worker import telemetry
+from worker.presence import Presence
 
-from api.store.engine import make_engine  # noqa: E402
-from api.store.orm import Model  # noqa: E402
-from scaler.samples import build_states  # noqa: E402
-from scaler.sources import light_scrape_query, text_samples  # noqa: E402
-from tests.support.servers import api_server, redis_server  # noqa: E402
-from worker import telemetry  # noqa: E402
-from worker.presence import Presence  # noqa: E402
 
 FULL, LIGHT = "full (baseline)", "light (scaler)"
 Fields = dict[FieldT, EncodableT]
