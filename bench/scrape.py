@@ -39,7 +39,6 @@ from scaler.sources import light_scrape_query, text_samples
 from worker import telemetry
 from worker.presence import Presence
 
-
 FULL, LIGHT = "full (baseline)", "light (scaler)"
 Fields = dict[FieldT, EncodableT]
 
