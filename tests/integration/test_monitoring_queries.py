@@ -32,7 +32,7 @@ from scaler.service import running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
 from tests.support.servers import api_server, free_port, prometheus_server, wait_until
-from worker import telemetry
+from worker import activity
 from worker.demo_model import demo_locations
 
 pytestmark = pytest.mark.integration
@@ -140,11 +140,11 @@ def keep_busy(stop: threading.Event, redis: Redis, model: str, scaler_port: int)
     with grpc.insecure_channel(f"127.0.0.1:{scaler_port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         while not stop.is_set():
-            for stage in telemetry.STAGES:
-                telemetry.record(redis, model, stage, "QUEUED")
-                telemetry.record(redis, model, stage, "STARTED")
-                telemetry.record_completed(redis, model, stage, 4.0)
-            telemetry.record(redis, model, "losses", "ERROR")
+            for stage in activity.STAGES:
+                activity.record(redis, model, stage, "QUEUED")
+                activity.record(redis, model, stage, "STARTED")
+                activity.record_completed(redis, model, stage, 4.0)
+            activity.record(redis, model, "losses", "ERROR")
             request = pb.GetMetricsRequest(scaledObjectRef=ref, metricName=metric_name(model))
             stub.GetMetrics(request, timeout=3)
             stub.IsActive(ref, timeout=3)
