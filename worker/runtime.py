@@ -14,6 +14,7 @@ from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.store.engine import make_engine
+from worker import numba_cache, warm_kernel
 from worker.activity import connect
 from worker.demo_model import DemoModel, ensure_demo_model, model_files
 from worker.settings import WorkerSettings
@@ -33,7 +34,15 @@ class Runtime:
 
     @property
     def numba_cache_dir(self) -> Path:
-        return self.settings.effective_numba_cache_dir.absolute()
+        """This CPU type's folder of the numba cache, built first if it is not (once)."""
+        return numba_cache.ensure_built(self.settings.effective_numba_cache_dir.absolute())
+
+    def kernel_tools(self) -> Path | None:
+        """The warm kernel's tools folder (started, or started again, if needed); None when the
+        warm kernel is off."""
+        if not self.settings.warm_kernel:
+            return None
+        return warm_kernel.tools_dir(self.numba_cache_dir)
 
 
 _current: Runtime | None = None

@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import sys
+from typing import Any
 
 HEADER = struct.Struct("!I")
 SOCKET_NAME = "zygote.sock"
@@ -64,7 +65,7 @@ def main() -> int:
     return int(outcome["exit"])
 
 
-def _outcome(connection: socket.socket) -> "dict[str, object] | None":
+def _outcome(connection: socket.socket) -> "dict[str, Any] | None":
     data = b""
     while len(data) < HEADER.size or len(data) < HEADER.size + HEADER.unpack_from(data)[0]:
         try:
@@ -74,7 +75,7 @@ def _outcome(connection: socket.socket) -> "dict[str, object] | None":
         if not more:
             return None
         data += more
-    outcome: dict[str, object] = json.loads(data[HEADER.size :])
+    outcome: dict[str, Any] = json.loads(data[HEADER.size :])
     return outcome
 
 

@@ -116,13 +116,17 @@ def _losses_chunk(ctx: StepContext) -> str:
         ctx.chunks,
         processes=ctx.runtime.settings.processes,
         numba_cache_dir=ctx.runtime.numba_cache_dir,
+        tools_dir=ctx.runtime.kernel_tools(),
     )
     return f"losses of event chunk {ctx.chunk} of {ctx.chunks}"
 
 
 def _losses_output(ctx: StepContext) -> str:
     folder = kernel.losses_output(
-        ctx.run_dir, ctx.chunks, numba_cache_dir=ctx.runtime.numba_cache_dir
+        ctx.run_dir,
+        ctx.chunks,
+        numba_cache_dir=ctx.runtime.numba_cache_dir,
+        tools_dir=ctx.runtime.kernel_tools(),
     )
     return f"outputs: {', '.join(sorted(p.name for p in folder.iterdir()))}"
 

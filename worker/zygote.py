@@ -30,9 +30,10 @@ accepts tool runs.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import ctypes
 import importlib
-import io
 import json
 import os
 import pkgutil
@@ -213,10 +214,8 @@ class Zygote:
         del self.runs[pid]  # reaped by _reap, which has nobody to answer any more
         self.selector.unregister(run.connection)
         run.connection.close()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 _FRESH_SIGNALS: dict[int, Any] = {
@@ -233,9 +232,15 @@ def _run_tool(entry: Callable[[], Any], request: dict[str, Any]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)  # noqa: SIM115
-    sys.stderr = sys.__stderr__ = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    # Fresh stream objects on the descriptors the stand-in sent, as a new Python makes them.
+    streams = {
+        "stdin": open(0, closefd=False),  # noqa: SIM115
+        "stdout": open(1, "w", closefd=False),  # noqa: SIM115
+        "stderr": open(2, "w", errors="backslashreplace", closefd=False),  # noqa: SIM115
+    }
+    for name, stream in streams.items():
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
     sys.argv = [str(a) for a in request["argv"]]
     try:
         code = _exit_code(entry())
@@ -244,11 +249,11 @@ def _run_tool(entry: Callable[[], Any], request: dict[str, Any]) -> int:
     except BaseException:
         traceback.print_exc()
         code = 1
-    exit_functions = getattr(__import__("atexit"), "_run_exitfuncs")
-    exit_functions()
-    for stream in (sys.stdout, sys.stderr):
+    # As at a Python's exit: what the tool registered runs (logging's flush, for one).
+    atexit._run_exitfuncs()
+    for output in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            output.flush()
         except (BrokenPipeError, ValueError):
             code = code or 120  # what Python reports when it cannot flush at exit
     return code
@@ -407,9 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         f" ({failed} not) in {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )
-    out = io.open(1, "wb", closefd=False)
-    out.write(READY)
-    out.flush()
+    with open(1, "wb", closefd=False) as out:
+        out.write(READY)
     zygote.serve()
     return 0
 
