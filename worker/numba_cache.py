@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import io
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -66,19 +67,24 @@ def cpu_folder(root: Path) -> Path:
     return root / cpu_key()
 
 
-def ensure_built(root: Path) -> Path:
+def ensure_built(root: Path, seed: Path | None = None) -> Path:
     """This CPU type's folder in `root`, built first if it is not complete (once: concurrent
-    callers wait for the one that builds it)."""
+    callers wait for the one that builds it). A complete folder for this CPU in `seed` (a
+    read-only root, such as the one the image built) is copied instead of building one."""
     folder = cpu_folder(root)
     if (folder / MARKER).is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        seeded = seed / folder.name if seed is not None else None
+        if not (folder / MARKER).is_file() and seeded and (seeded / MARKER).is_file():
+            shutil.copytree(seeded, folder, dirs_exist_ok=True)
+            log.info("numba cache for %s copied from %s", folder.name, seeded)
         if not (folder / MARKER).is_file():
             others = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MARKER).is_file())
             reason = (
-                f"the numba cache in {root} was built for {', '.join(others)}, not this CPU"
+                f"the numba cache was built for {', '.join(others)}, not this CPU"
                 if others
                 else f"the numba cache in {root} has no build for this CPU yet"
             )

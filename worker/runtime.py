@@ -35,7 +35,10 @@ class Runtime:
     @property
     def numba_cache_dir(self) -> Path:
         """This CPU type's folder of the numba cache, built first if it is not (once)."""
-        return numba_cache.ensure_built(self.settings.effective_numba_cache_dir.absolute())
+        settings = self.settings
+        return numba_cache.ensure_built(
+            settings.effective_numba_cache_dir.absolute(), settings.numba_cache_seed_dir
+        )
 
     def kernel_tools(self) -> Path | None:
         """The warm kernel's tools folder (started, or started again, if needed); None when the

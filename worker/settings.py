@@ -41,6 +41,9 @@ class WorkerSettings(BaseSettings):
     # numba's compiled kernel survives restarts here, a folder per CPU type (worker/numba_cache.py);
     # unset: the user's cache folder, shared by every data dir.
     numba_cache_dir: Path | None = None
+    # A numba cache root built ahead (the image's, read-only): its folder for this CPU type is
+    # copied into numba_cache_dir when that has none, instead of compiling.
+    numba_cache_seed_dir: Path | None = None
     # Run the kernel's tools in a warm process per pool process that forks per tool run
     # (docs/warm-kernel.md); false: each tool starts cold, as oasislmf runs it.
     warm_kernel: bool = True
