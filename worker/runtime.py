@@ -7,6 +7,7 @@ and the pool's processes inherit it); tasks reach it through `current()`.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,12 @@ class Runtime:
             settings.effective_numba_cache_dir.absolute(), settings.numba_cache_seed_dir
         )
 
-    def kernel_tools(self) -> Path | None:
-        """The warm kernel's tools folder (started, or started again, if needed); None when the
-        warm kernel is off."""
+    def kernel_tools(self) -> AbstractContextManager[Path | None]:
+        """For one kernel step: the warm kernel's tools folder (started, or started again, if
+        needed, and watched during the step); None when the warm kernel is off."""
         if not self.settings.warm_kernel:
-            return None
-        return warm_kernel.tools_dir(self.numba_cache_dir)
+            return nullcontext(None)
+        return warm_kernel.running(self.numba_cache_dir)
 
 
 _current: Runtime | None = None

@@ -11,6 +11,7 @@ again by the sub-task's retries, on the new one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -18,9 +19,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
+
+import psutil  # type: ignore[import-untyped]  # oasislmf's dependency
 
 from worker.kernel_tools import write_tools_dir
 from worker.zygote import READY, THREAD_ENVIRONMENT
@@ -30,6 +36,8 @@ SOCKET: Final = "zygote.sock"
 BIN: Final = "bin"
 # Warming loads the compiled code from numba's cache; it never compiles, so this is generous.
 READY_SECONDS: Final = 300.0
+# How often a kernel step looks at its warm process.
+WATCH_SECONDS: Final = 0.2
 
 
 class WarmKernelError(RuntimeError):
@@ -90,6 +98,36 @@ class WarmKernel:
             self._wait_ready(self.process)
         return self.tools_dir
 
+    @contextmanager
+    def running(self) -> Iterator[Path]:
+        """The tools folder for one kernel step, watched: if the warm process dies during the
+        step, the step's script is killed (its processes in this process's group), so the step
+        fails at once and is retried. A script whose tools all died at once could otherwise wait
+        for ever: its readers of named pipes wait for writers that never start."""
+        tools = self.ready()
+        process = self.process
+        assert process is not None
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(process, done), daemon=True)
+        watcher.start()
+        try:
+            yield tools
+        finally:
+            done.set()
+            watcher.join()
+
+    def _watch(self, process: subprocess.Popen[bytes], done: threading.Event) -> None:
+        while not done.wait(WATCH_SECONDS):
+            if process.poll() is not None:
+                log.warning(
+                    "the warm kernel process %s exited (status %s) during a kernel step: "
+                    "stopping the step's script",
+                    process.pid,
+                    process.returncode,
+                )
+                _kill_own_group_descendants()
+                return
+
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         deadline = time.monotonic() + READY_SECONDS
@@ -124,6 +162,17 @@ class WarmKernel:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _kill_own_group_descendants() -> None:
+    """SIGKILL every process this one started, directly or not, that is in its process group
+    (the kernel's script and its tools' stand-ins; not the group guard or a warm process, which
+    run in sessions of their own)."""
+    group = os.getpgid(0)
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(child.pid) == group:
+                child.kill()
+
+
 _warm: WarmKernel | None = None
 
 
@@ -136,6 +185,7 @@ def start(numba_cache_dir: Path) -> WarmKernel:
     return _warm
 
 
-def tools_dir(numba_cache_dir: Path) -> Path:
-    """The tools folder of this process's warm kernel, started (again) if needed."""
-    return start(numba_cache_dir).ready()
+def running(numba_cache_dir: Path) -> AbstractContextManager[Path]:
+    """The tools folder of this process's warm kernel for one kernel step (`WarmKernel.running`),
+    started (again) if needed."""
+    return start(numba_cache_dir).running()
