@@ -242,6 +242,10 @@ def _run_tool(entry: Callable[[], Any], request: dict[str, Any]) -> int:
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
     sys.argv = [str(a) for a in request["argv"]]
+    # A parser made at import took this process's name for its messages: the tool's, as cold.
+    for value in vars(sys.modules[entry.__module__]).values():
+        if isinstance(value, argparse.ArgumentParser):
+            value.prog = os.path.basename(sys.argv[0])
     try:
         code = _exit_code(entry())
     except SystemExit as exit_:
