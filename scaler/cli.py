@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from api import cli as api_cli
+from api.exporter import command as exporter_command
 from scaler import manifests_command, plan_command, service_cli
 from scaler.local import cli as up_cli
 from scaler.simulate import command as simulate_command
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     version_parser.set_defaults(func=_print_version)
     plan_command.add_parser(subparsers)
     api_cli.add_parser(subparsers)
+    exporter_command.add_parser(subparsers)
     worker_cli.add_parser(subparsers)
     up_cli.add_parser(subparsers)
     service_cli.add_parser(subparsers)
