@@ -75,8 +75,10 @@ class ExporterSettings(BaseSettings):
             raise ValueError("username and client_id: log in one way, not both")
         if self.username is not None and self.password is None and self.password_file is None:
             raise ValueError("username needs password or password_file")
-        if self.client_id is not None and self.client_secret is None and (
-            self.client_secret_file is None
+        if (
+            self.client_id is not None
+            and self.client_secret is None
+            and (self.client_secret_file is None)
         ):
             raise ValueError("client_id needs client_secret or client_secret_file")
         if self.backoff_initial_seconds > self.backoff_max_seconds:

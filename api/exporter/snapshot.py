@@ -214,7 +214,7 @@ def _larger(old: _Queue | None, new: _Queue) -> _Queue:
 
 
 def _priority(value: int | None) -> int:
-    return value if value in PRIORITIES else DEFAULT_PRIORITY
+    return value if value is not None and value in PRIORITIES else DEFAULT_PRIORITY
 
 
 def _time(text: str | None) -> datetime | None:
