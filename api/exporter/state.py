@@ -75,11 +75,12 @@ class ExporterState:
     _connections: int = 0
 
     def offer(self, snapshot: Snapshot, channel: Channel) -> bool:
-        """Keep `snapshot` unless the platform built the one held later (a slow REST answer
-        arriving after a newer push); True when kept."""
+        """Keep `snapshot`, True when kept. Pushes arrive in order on one connection and are
+        always kept; a REST answer is dropped when the platform built the snapshot held later
+        (a slow resync arriving after a newer push)."""
         with self._lock:
             held = self._snapshot
-            if held is not None and _older(snapshot, held):
+            if channel is Channel.REST and held is not None and _older(snapshot, held):
                 return False
             self._snapshot = snapshot
             self._taken_at = self.clock()

@@ -321,3 +321,86 @@ def prometheus_server(
     finally:
         stop(process)
         log.close()
+
+
+@contextmanager
+def exporter_server(
+    directory: Path,
+    *,
+    platform_url: str,
+    websocket_url: str,
+    username: str | None = None,
+    password: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`oasis-autoscaler exporter` as a real process on a free port; yields its base URL and
+    the process. The password goes through a file, as a mounted Secret would. It is up once it
+    answers /healthz at all (503 until it has read the platform)."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("oasis-autoscaler")),
+        "exporter",
+        "--platform-url",
+        platform_url,
+        "--websocket-url",
+        websocket_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if username is not None:
+        command += ["--username", username]
+    if password is not None:
+        secret = directory / f"exporter-password-{port}"
+        secret.write_text(password)
+        command += ["--password-file", str(secret)]
+    log = (directory / f"exporter-{port}.log").open("wb")
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: requests.get(f"{url}/healthz", timeout=1).status_code in (200, 503),
+            "the exporter",
+            process,
+        )
+        yield url, process
+    finally:
+        stop(process)
+        log.close()
+
+
+@contextmanager
+def scaler_server(
+    directory: Path, targets: list[str], *, max_age_seconds: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`oasis-autoscaler scaler` scraping `targets` as a real process; yields its gRPC address
+    once it has started (it serves health NOT_SERVING until it has read the targets)."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("oasis-autoscaler")),
+        "scaler",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(free_port()),
+        "--max-age-seconds",
+        str(max_age_seconds),
+    ]
+    for target in targets:
+        command += ["--scrape-target", target]
+    log = (directory / f"scaler-{port}.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _listening(port), "the scaler", process)
+        yield f"127.0.0.1:{port}", process
+    finally:
+        stop(process)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
