@@ -11,5 +11,6 @@ dashboards work on it unchanged. No Flask: it is a publisher, not an API.
 - `platform`: the REST client (login, token renewal, path prefix).
 - `stream`: the websocket client with back-off.
 - `service`: the loops and the HTTP server (/metrics, /healthz).
-- `command`: the command line.
+
+The command line is cli/commands/exporter.py.
 """

@@ -16,10 +16,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.exporter.state import Channel, View
-from scaler.samples import ANALYSES, BY_PRIORITY, CONFIGURATION_GAUGES, INFO, PENDING
+from scaler.metric_names import (
+    ANALYSES,
+    PENDING,
+    QUEUE_MESSAGES,
+    SCALING_GAUGES,
+    WORKERS,
+)
+from scaler.metric_names import ANALYSES_BY_PRIORITY as BY_PRIORITY
+from scaler.metric_names import SCALING_INFO as INFO
 
-QUEUE_MESSAGES = "oasis_model_queue_messages"
-WORKERS = "oasis_model_workers"
 SNAPSHOT_AGE = "oasis_exporter_snapshot_age_seconds"
 WEBSOCKET_UP = "oasis_exporter_websocket_connected"
 PLATFORM_UP = "oasis_exporter_platform_up"
@@ -40,7 +46,7 @@ HELP = {
     "only priorities with at least one.",
     **{
         gauge: f"The model's scaling_configuration.{name} on the platform."
-        for gauge, name in CONFIGURATION_GAUGES.items()
+        for gauge, name in SCALING_GAUGES.items()
     },
     SNAPSHOT_AGE: "Seconds since the last good queue-status snapshot was taken (websocket push "
     "or REST resync); absent before the first.",
@@ -75,8 +81,7 @@ class ExporterCollector:
 def model_families(view: View) -> list[Metric]:
     info = GaugeMetricFamily(INFO, HELP[INFO], labels=["model", "strategy"])
     configuration = {
-        gauge: GaugeMetricFamily(gauge, HELP[gauge], labels=["model"])
-        for gauge in CONFIGURATION_GAUGES
+        gauge: GaugeMetricFamily(gauge, HELP[gauge], labels=["model"]) for gauge in SCALING_GAUGES
     }
     work = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
@@ -88,7 +93,7 @@ def model_families(view: View) -> list[Metric]:
         model = models[key]
         label = [model.queue]
         info.add_metric([model.queue, model.scaling.scaling_strategy.value], 1)
-        for gauge, name in CONFIGURATION_GAUGES.items():
+        for gauge, name in SCALING_GAUGES.items():
             configuration[gauge].add_metric(label, getattr(model.scaling, name))
         queue = view.snapshot.work(key) if view.snapshot is not None else None
         if queue is None:

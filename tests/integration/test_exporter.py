@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from scaler.keda_client import Answer, KedaClient
+from cli.keda.client import Answer, KedaClient
 from scaler.sources import text_samples
 from tests.support.oasis_platform import StandInPlatform, stand_in_platform
 from tests.support.servers import exporter_server, scaler_server, wait_for

@@ -12,15 +12,15 @@ CORES = [
     "scaler.configuration",
     "worker.chunking",
     "worker.configuration",
-    "scaler.plan",
+    "cli.planning",
     "scaler.samples",
     "scaler.freshness",
-    "scaler.keda_timing",
+    "cli.keda.timing",
     "scaler.budget",
     "scaler.state",
-    "scaler.simulate.engine",
-    "scaler.simulate.ours",
-    "scaler.simulate.upstream",
+    "cli.simulate.engine",
+    "cli.simulate.ours",
+    "cli.simulate.upstream",
     "api.exporter.snapshot",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
@@ -38,7 +38,7 @@ def test_core_imports_no_service_framework(module: str) -> None:
 def test_the_exporter_imports_no_flask() -> None:
     """The exporter publishes for a platform that has its own API: no web framework of ours."""
     probe = (
-        "import sys, api.exporter.command, api.exporter.service; "
+        "import sys, cli.commands.exporter, api.exporter.service; "
         "print(sorted(m for m in ('flask', 'sqlalchemy', 'celery') if m in sys.modules))"
     )
     loaded = subprocess.run(
