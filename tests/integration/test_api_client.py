@@ -14,6 +14,7 @@ import redis
 import requests
 from oasislmf.platform_api.client import APIClient
 
+from api.exporter.snapshot import snapshot
 from tests.integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -127,6 +128,36 @@ def test_workshop_flow(client: APIClient, model: dict[str, Any], redis_url: str)
     assert [a["analysis"]["id"] for a in entry["analyses"]] == [analysis["id"]]
     depth = next(q for q in client.queue().json() if q["name"] == model["queue_name"])
     assert depth["queue_message_count"] == 1
+
+
+def test_queue_status_has_the_platforms_shape(client: APIClient, model: dict[str, Any]) -> None:
+    """As a running OasisPlatform answers: idle queues left out, relative model URLs with
+    `versions`, and a message the exporter's core reads whole."""
+    queue_name = model["queue_name"]
+    listed = [c["queue"]["name"] for c in client.queue_status().json()["content"]]
+    assert queue_name not in listed, "an idle queue is left out"
+    assert queue_name not in [q["name"] for q in client.queue().json()]
+
+    client.models.settings.post(model["id"], MODEL_SETTINGS)
+    portfolio = client.portfolios.create("shape").json()["id"]
+    client.portfolios.location_file.post(portfolio, LOCATIONS.encode(), content_type="text/csv")
+    analysis = client.analyses.create("shape", portfolio, model["id"]).json()["id"]
+    client.analyses.settings.post(analysis, ANALYSIS_SETTINGS)
+    client.analyses.generate(analysis)
+
+    body = client.queue_status().json()
+    entry = next(c for c in body["content"] if c["queue"]["name"] == queue_name)
+    (listed_model,) = entry["queue"]["models"]
+    base = f"/v2/models/{model['id']}/"
+    assert listed_model["versions"] == base + "versions/"
+    assert listed_model["scaling_configuration"] == base + "scaling_configuration/"
+    assert listed_model["settings"] == base + "settings/"
+    versions = client.api.get(client.api.url_base + listed_model["versions"][1:]).json()
+    assert set(versions) == {"ver_ktools", "ver_oasislmf", "ver_platform"}
+    assert versions["ver_oasislmf"]
+    work = snapshot(body).work(queue_name)
+    # Not split yet: its main task's message is the work, and the analysis counts.
+    assert (work.analyses, work.messages) == (1, 1)
 
 
 def test_upload_inputs_and_create_analysis_helpers(
