@@ -32,6 +32,8 @@ SPEC_FLAGS: dict[str, tuple[str, Any]] = {
     "concurrency": ("--concurrency", int),
     "model_data_dir": ("--model-data-dir", str),
     "fallback_replicas": ("--fallback-replicas", int),
+    "deployment": ("--deployment", str),
+    "queue_name": ("--queue", str),
 }
 RESOURCE_FLAGS = {
     "cpu_request": "--cpu-request",
@@ -59,6 +61,10 @@ HELP = {
     "concurrency": "chunks one worker pod runs at once (default 1)",
     "model_data_dir": "the model's data on the shared volume (default: the built-in demo model)",
     "fallback_replicas": "workers while the scaler cannot answer (default: keep those running)",
+    "deployment": "scale this existing worker Deployment (an OasisPlatform's) instead of "
+    "generating one: only the ScaledObject is printed, named after it",
+    "queue_name": "the model's queue as the metrics name it, when not SUPPLIER-MODEL-VERSION "
+    "(an OasisPlatform v2 model's: SUPPLIER-MODEL-VERSION-v2)",
 }
 
 
@@ -72,7 +78,8 @@ def add_parser(subparsers: Any) -> None:
     model = kinds.add_parser(
         "model",
         help="a model's worker Deployment and KEDA ScaledObject",
-        description="Print a model's worker Deployment and its KEDA ScaledObject (external-push "
+        description="Print a model's worker Deployment (or, with --deployment, target an "
+        "existing one) and its KEDA ScaledObject (external-push "
         "trigger to the scaler, AverageValue, HPA tolerance 0), and with --tls the "
         "TriggerAuthentication with KEDA's client certificate. The shared objects (service "
         "account, data volume, secrets, scaler) come from the kustomize base in manifests/.",
@@ -148,7 +155,13 @@ def _resource_words(value: object, default: object) -> list[str]:
 def _metavar(name: str, kind: Any) -> str:
     if name.endswith("_seconds"):
         return "SECONDS"
-    special = {"scaler_address": "HOST:PORT", "model_data_dir": "PATH", "tls_secret": "NAME"}
+    special = {
+        "scaler_address": "HOST:PORT",
+        "model_data_dir": "PATH",
+        "tls_secret": "NAME",
+        "deployment": "NAME",
+        "queue_name": "QUEUE",
+    }
     return special.get(name) or ("N" if kind is int else name.upper())
 
 
