@@ -17,7 +17,7 @@ import requests
 
 from cli.keda.client import Answer, KedaClient
 from tests.e2e.conftest import PASSWORD, Stack
-from tests.support.servers import exporter_server, scaler_server, wait_for
+from tests.support.servers import exporter_server, scaler_server, wait_until
 
 pytestmark = pytest.mark.e2e
 DEADLINE = 60.0
@@ -56,7 +56,7 @@ def scalers(stack: Stack) -> Iterator[tuple[KedaClient, KedaClient]]:
                 env=FAST,
             )
         )
-        wait_for(lambda: requests.get(f"{exporter_url}/healthz", timeout=1).ok, "the exporter")
+        wait_until(lambda: requests.get(f"{exporter_url}/healthz", timeout=1).ok, "the exporter")
         via_exporter, _ = started.enter_context(
             scaler_server(stack.root, [f"{exporter_url}/metrics"])
         )

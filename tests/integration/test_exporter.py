@@ -25,7 +25,7 @@ import requests
 from cli.keda.client import Answer, KedaClient
 from scaler.sources import text_samples
 from tests.support.oasis_platform import StandInPlatform, stand_in_platform
-from tests.support.servers import exporter_server, scaler_server, wait_for
+from tests.support.servers import exporter_server, scaler_server, wait_until
 
 pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "oasisplatform"
@@ -103,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 env=FAST,
             )
         )
-        wait_for(
+        wait_until(
             lambda: requests.get(f"{exporter_url}/healthz", timeout=1).ok, "the exporter ready"
         )
         address, _ = stack.enter_context(

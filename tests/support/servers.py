@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from cli.local.launch import (
     api_server,
     free_port,
     redis_server,
+    scaler_argv,
+    service_argv,
     stop_process,
     wait_until,
     worker_server,
@@ -30,10 +33,12 @@ from cli.local.launch import (
 __all__ = [
     "api_server",
     "binary",
+    "exporter_server",
     "free_port",
     "postgres_server",
     "prometheus_server",
     "redis_server",
+    "scaler_server",
     "stop_process",
     "wait_until",
     "worker_server",
@@ -198,8 +203,7 @@ def exporter_server(
     the process. The password goes through a file, as a mounted Secret would. It is up once it
     answers /healthz at all (503 until it has read the platform)."""
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
+    command = service_argv(
         "exporter",
         "--platform-url",
         platform_url,
@@ -209,7 +213,7 @@ def exporter_server(
         "127.0.0.1",
         "--port",
         str(port),
-    ]
+    )
     if username is not None:
         command += ["--username", username]
     if password is not None:
@@ -222,14 +226,14 @@ def exporter_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(
+        wait_until(
             lambda: requests.get(f"{url}/healthz", timeout=1).status_code in (200, 503),
             "the exporter",
             process,
         )
         yield url, process
     finally:
-        stop(process)
+        stop_process(process)
         log.close()
 
 
@@ -238,27 +242,20 @@ def scaler_server(
     directory: Path, targets: list[str], *, max_age_seconds: float = 30.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`oasis-autoscaler scaler` scraping `targets` as a real process; yields its gRPC address
-    once it has started (it serves health NOT_SERVING until it has read the targets)."""
+    once it listens (its health is NOT_SERVING until it has read the targets)."""
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "scaler",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(free_port()),
-        "--max-age-seconds",
-        str(max_age_seconds),
-    ]
+    flags = ["--max-age-seconds", str(max_age_seconds)]
     for target in targets:
-        command += ["--scrape-target", target]
+        flags += ["--scrape-target", target]
     log = (directory / f"scaler-{port}.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        scaler_argv(port, free_port(), *flags), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
-        wait_for(lambda: _listening(port), "the scaler", process)
+        wait_until(lambda: _listening(port), "the scaler", process)
         yield f"127.0.0.1:{port}", process
     finally:
-        stop(process)
+        stop_process(process)
         log.close()
 
 
