@@ -254,3 +254,13 @@ def test_time_zones_mixed_do_not_break_ordering() -> None:
     state = ExporterState(clock=Clock())
     state.offer(Snapshot({}, datetime(2026, 12, 5, tzinfo=UTC)), Channel.REST)
     assert state.offer(Snapshot({}, datetime(2026, 12, 4)), Channel.REST)
+
+
+def test_oidc_client_credentials(tmp_path: Path) -> None:
+    secret = tmp_path / "client-secret"
+    secret.write_text("s3cret\n")
+    settings = ExporterSettings(
+        platform_url="http://oasis:8000", client_id="oasis-service", client_secret_file=secret
+    )
+    assert settings.login() == {"client_id": "oasis-service", "client_secret": "s3cret"}
+    assert ExporterSettings(platform_url="http://oasis:8000").login() is None
