@@ -65,6 +65,9 @@ class ExporterCollector:
 
     def __init__(self, view: Callable[[], View], *, registry: CollectorRegistry | None) -> None:
         self._view = view
+        # The model families of the last (models, snapshot) pair: the scaler scrapes every half
+        # second, and they change only when a snapshot or the models do.
+        self._cached: tuple[object, object, list[Metric]] | None = None
         if registry is not None:
             registry.register(self)
 
@@ -74,7 +77,10 @@ class ExporterCollector:
     def collect(self) -> Iterator[Metric]:
         view = self._view()
         if view.models is not None and view.snapshot is not None:
-            yield from model_families(view)
+            cached = self._cached
+            if cached is None or cached[0] is not view.models or cached[1] is not view.snapshot:
+                cached = self._cached = (view.models, view.snapshot, model_families(view))
+            yield from cached[2]
         yield from own_families(view)
 
 

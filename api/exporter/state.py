@@ -113,7 +113,8 @@ class ExporterState:
         with self._lock:
             age = None if self._taken_at is None else max(0.0, self.clock() - self._taken_at)
             return View(
-                models=None if self._models is None else dict(self._models),
+                # Replaced whole by set_models, never changed in place: shared, not copied.
+                models=self._models,
                 snapshot=self._snapshot,
                 age=age,
                 websocket_connected=self._websocket_connected,

@@ -264,3 +264,25 @@ def test_oidc_client_credentials(tmp_path: Path) -> None:
     )
     assert settings.login() == {"client_id": "oasis-service", "client_secret": "s3cret"}
     assert ExporterSettings(platform_url="http://oasis:8000").login() is None
+
+
+def test_a_new_snapshot_or_new_models_show_on_the_next_scrape() -> None:
+    state = piwind_state(ScalingConfiguration())
+    state.offer(snapshot(sample("ws_initial_on_connect_idle.json")), Channel.WEBSOCKET)
+    registry = CollectorRegistry()
+    ExporterCollector(state.view, registry=registry)
+
+    def read() -> tuple[float | None, float | None]:
+        labels = {"model": PIWIND}
+        return (
+            registry.get_sample_value("oasis_model_pending_sub_tasks", labels),
+            registry.get_sample_value("oasis_model_worker_count_max", labels),
+        )
+
+    assert read() == (0, 10)
+    assert read() == (0, 10)  # the same state: the families are reused
+    state.offer(snapshot(sample("ws_push_beat_digest.json")), Channel.WEBSOCKET)
+    assert read() == (8, 10)
+    scaling = ScalingConfiguration(worker_count_max=4)
+    state.set_models({PIWIND: PlatformModel(1, PIWIND, scaling)})
+    assert read() == (8, 4)
