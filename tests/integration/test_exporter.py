@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import requests
 
@@ -222,3 +223,44 @@ def test_health_and_metrics_refused_before_the_platform_is_read(tmp_path: Path) 
             body: dict[str, Any] = answer.json()
             assert body["ready"] is False and body["platform_up"] is False
         assert process.poll() is None
+
+
+def test_a_snapshot_too_old_turns_to_unavailable_then_recovers(tmp_path: Path) -> None:
+    """Past max_snapshot_age_seconds the exporter answers 503, the scaler's own max age runs out
+    and KEDA gets UNAVAILABLE (its fallback applies), never a frozen count; back when the
+    platform is."""
+    env = FAST | {"OASIS_AUTOSCALER_EXPORTER_MAX_SNAPSHOT_AGE_SECONDS": "2"}
+    scaling = {1: json.loads(text("scaling_configuration_post.json"))}
+    with (
+        stand_in_platform(models=[PIWIND_MODEL], scaling=scaling, snapshot=DIGEST) as platform,
+        exporter_server(
+            tmp_path,
+            platform_url=platform.rest_url,
+            websocket_url=platform.websocket_url,
+            username=platform.username,
+            password=platform.password,
+            env=env,
+        ) as (url, process),
+        scaler_server(tmp_path, [f"{url}/metrics"], max_age_seconds=2) as (address, _),
+    ):
+        keda = KedaClient(address)
+        try:
+            poll(lambda: keda.ask(PIWIND) == Answer(True, 4.0), "4 workers")
+            platform.refuse_logins(refuse=True)
+            platform.revoke_tokens()
+            platform.drop()
+            poll(lambda: requests.get(f"{url}/metrics", timeout=5).status_code == 503, "503")
+
+            def unavailable() -> bool:
+                try:
+                    keda.ask(PIWIND)
+                except grpc.RpcError as error:
+                    return bool(error.code() == grpc.StatusCode.UNAVAILABLE)
+                return False
+
+            poll(unavailable, "UNAVAILABLE from the scaler")
+            platform.refuse_logins(refuse=False)
+            poll(lambda: keda.ask(PIWIND) == Answer(True, 4.0), "4 workers again")
+            assert process.poll() is None
+        finally:
+            keda.close()
