@@ -115,6 +115,7 @@ def check(spec: WorkerSpec) -> list[Problem]:
 
 def _names(spec: WorkerSpec) -> list[Problem]:
     ids = (("supplier", spec.supplier), ("model", spec.model), ("version", spec.version))
+    # The ids name the objects only when no existing Deployment does.
     problems = [
         Problem(
             name,
@@ -123,6 +124,7 @@ def _names(spec: WorkerSpec) -> list[Problem]:
         )
         for name, value in ids
         if not DNS_LABEL.fullmatch(value.lower())
+        and (spec.deployment is None or not value or any(c.isspace() for c in value))
     ]
     if not DNS_LABEL.fullmatch(spec.namespace):
         problems.append(
