@@ -6,7 +6,9 @@ chunking configurations, portfolios, location files, analyses, generate, sub-tas
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from api.exporter.snapshot import snapshot
 from tests.integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "oasisplatform"
 
 LOCATIONS = (
     "PortNumber,AccNumber,LocNumber,CountryCode,Latitude,Longitude,OccupancyCode,"
@@ -158,6 +161,27 @@ def test_queue_status_has_the_platforms_shape(client: APIClient, model: dict[str
     work = snapshot(body).work(queue_name)
     # Not split yet: its main task's message is the work, and the analysis counts.
     assert (work.analyses, work.messages) == (1, 1)
+
+    # The keys a running OasisPlatform 2.5.6 answered with (tests/data/oasisplatform), ours
+    # adding only the model's queue_name.
+    captured = json.loads(
+        (SAMPLES / "queue-status_generate_inputs_queued_no_worker.json").read_text()
+    )
+    platform_entry = captured["content"][0]
+    assert set(body) == set(captured)
+    assert set(entry) == set(platform_entry)
+    assert set(entry["queue"]) == set(platform_entry["queue"])
+    assert set(listed_model) == set(platform_entry["queue"]["models"][0]) | {"queue_name"}
+    (ours,) = entry["analyses"]
+    (theirs,) = platform_entry["analyses"]
+    assert set(ours) == set(theirs)
+    assert set(ours["analysis"]) == set(theirs["analysis"])
+    assert set(ours["analysis"]["status_count"]) == set(theirs["analysis"]["status_count"])
+    (queue_entry,) = [q for q in client.queue().json() if q["name"] == queue_name]
+    platform_queue = json.loads(
+        (SAMPLES / "queue_generate_inputs_queued_no_worker.json").read_text()
+    )
+    assert set(queue_entry) == set(platform_queue[0])
 
 
 def test_upload_inputs_and_create_analysis_helpers(

@@ -177,6 +177,11 @@ CONFIGURATIONS = [
         id="invalid: the defaults",
     ),
     pytest.param("not an object", ScalingConfiguration(), id="not an object: the defaults"),
+    pytest.param(
+        json.loads((SAMPLES / "scaling_configuration_default.json").read_text()),
+        ScalingConfiguration(),
+        id="the platform's default is ours",
+    ),
 ]
 
 
