@@ -31,7 +31,6 @@ Pure: no I/O; nothing from flask, requests, websockets or prometheus_client.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,12 +125,15 @@ class Snapshot:
 
 
 def parse(raw: str | bytes) -> Snapshot:
-    """A snapshot from the text of one message (the websocket's, or the REST body)."""
+    """A snapshot from the text of one message (the websocket's, or the REST body), decoded and
+    validated in one pass (pydantic's JSON parser)."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SnapshotError(f"not JSON: {error}") from None
-    return snapshot(body)
+        message = _Message.model_validate_json(raw)
+    except ValidationError as error:
+        if any(detail["type"] == "json_invalid" for detail in error.errors()):
+            raise SnapshotError(f"not JSON: {error.errors()[0]['msg']}") from None
+        raise _refused(error) from None
+    return Snapshot(_work(message.content), _time(message.time))
 
 
 def snapshot(body: object) -> Snapshot:
@@ -139,12 +141,16 @@ def snapshot(body: object) -> Snapshot:
     try:
         message = _Message.model_validate(body)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in detail['loc']) or 'message'}: {detail['msg']}"
-            for detail in error.errors()[:5]
-        )
-        raise SnapshotError(f"not a whole queue-status message ({problems})") from None
+        raise _refused(error) from None
     return Snapshot(_work(message.content), _time(message.time))
+
+
+def _refused(error: ValidationError) -> SnapshotError:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'message'}: {detail['msg']}"
+        for detail in error.errors()[:5]
+    )
+    return SnapshotError(f"not a whole queue-status message ({problems})")
 
 
 def _work(content: list[_Entry]) -> dict[str, QueueWork]:
