@@ -229,7 +229,11 @@ def test_a_snapshot_too_old_turns_to_unavailable_then_recovers(tmp_path: Path) -
     """Past max_snapshot_age_seconds the exporter answers 503, the scaler's own max age runs out
     and KEDA gets UNAVAILABLE (its fallback applies), never a frozen count; back when the
     platform is."""
-    env = FAST | {"OASIS_AUTOSCALER_EXPORTER_MAX_SNAPSHOT_AGE_SECONDS": "2"}
+    # The REST resync keeps the snapshot fresh until the platform refuses the exporter.
+    env = FAST | {
+        "OASIS_AUTOSCALER_EXPORTER_MAX_SNAPSHOT_AGE_SECONDS": "2",
+        "OASIS_AUTOSCALER_EXPORTER_RESYNC_SECONDS": "0.3",
+    }
     scaling = {1: json.loads(text("scaling_configuration_post.json"))}
     with (
         stand_in_platform(models=[PIWIND_MODEL], scaling=scaling, snapshot=DIGEST) as platform,
