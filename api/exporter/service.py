@@ -91,7 +91,10 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.stop = threading.Event()
-        self._models_wanted = threading.Event()
+        # Set when the models should be read before the next periodic refresh.
+        self.models_wanted = threading.Event()
+        # Unknown queues a models refresh was asked for already.
+        self._asked: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: ExporterSettings) -> Exporter:
@@ -106,8 +109,17 @@ class Exporter:
     def backoff(self) -> Backoff:
         return Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
 
-    def want_models(self) -> None:
-        self._models_wanted.set()
+    def notice(self, queues: Iterable[str]) -> None:
+        """A snapshot named these queues: read the models at once if one is of no known model
+        (a model created since), once per such queue: a queue that stays unknown (no model
+        serves it) waits for the periodic refresh, not every snapshot."""
+        models = self.state.models()
+        if models is None:
+            return
+        new = {queue for queue in queues if queue not in models} - self._asked
+        if new:
+            self._asked |= new
+            self.models_wanted.set()
 
     def threads(self) -> list[threading.Thread]:
         loops: list[tuple[str, Callable[[], None]]] = [
@@ -122,7 +134,7 @@ class Exporter:
                 self.state,
                 self.backoff(),
                 open_timeout=self.settings.request_timeout_seconds,
-                on_unknown=self.want_models,
+                on_snapshot=self.notice,
             )
             loops.append(("exporter-websocket", lambda: stream.run(self.stop)))
         return [threading.Thread(target=loop, name=name, daemon=True) for name, loop in loops]
@@ -130,7 +142,7 @@ class Exporter:
     def models_loop(self) -> None:
         backoff = self.backoff()
         while not self.stop.is_set():
-            self._models_wanted.clear()
+            self.models_wanted.clear()
             wait = self.settings.models_refresh_seconds
             try:
                 self.state.set_models(read_models(self.client, self.state.models()))
@@ -143,9 +155,7 @@ class Exporter:
             except Exception:  # the loop must outlive any surprise
                 log.exception("models unread, the last ones kept")
                 wait = min(backoff.next(), wait)
-            self._wait(wait, self._models_wanted)
-            # A burst of unknown queues asks once: no more than one read per first delay.
-            self.stop.wait(self.settings.backoff_initial_seconds)
+            self._wait(wait, self.models_wanted)
 
     def resync_loop(self) -> None:
         backoff = self.backoff()
@@ -175,9 +185,7 @@ class Exporter:
             self.state.refuse(Channel.REST)
             raise
         self.state.offer(taken, Channel.REST)
-        models = self.state.models()
-        if models is not None and any(queue not in models for queue in taken.queues):
-            self.want_models()
+        self.notice(taken.queues)
 
     def _wait(self, seconds: float, early: threading.Event) -> None:
         """Until `seconds` pass, `early` is set, or the exporter stops."""

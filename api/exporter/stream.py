@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
@@ -52,15 +52,15 @@ class QueueStatusStream:
         backoff: Backoff,
         *,
         open_timeout: float,
-        on_unknown: Callable[[], None] = lambda: None,
+        on_snapshot: Callable[[Iterable[str]], None] = lambda queues: None,
     ) -> None:
         self._url = url
         self._client = client
         self._state = state
         self._backoff = backoff
         self._open_timeout = open_timeout
-        # Called after a snapshot naming a queue of no known model (a model created since).
-        self._on_unknown = on_unknown
+        # Called with the queues of every snapshot kept (to notice a model created since).
+        self._on_snapshot = on_snapshot
 
     def run(self, stop: threading.Event) -> None:
         """Read until `stop` is set; never raises."""
@@ -102,9 +102,7 @@ class QueueStatusStream:
                 continue
             self._state.offer(snapshot, Channel.WEBSOCKET)
             self._backoff.reset()
-            models = self._state.models()
-            if models is not None and any(queue not in models for queue in snapshot.queues):
-                self._on_unknown()
+            self._on_snapshot(snapshot.queues)
 
     def _failed(self, error: Exception) -> None:
         if isinstance(error, InvalidStatus) and error.response.status_code in REFUSED:

@@ -195,6 +195,25 @@ def test_logins_refused_keep_the_last_snapshot_and_age_it(stack: Stack) -> None:
     poll(lambda: stack.metrics()[age] < 5, "a fresh snapshot")
 
 
+def test_a_model_created_since_is_read_at_its_first_snapshot(stack: Stack) -> None:
+    """The models refresh is a minute away; a snapshot naming the new model's queue asks now."""
+    model = PIWIND_MODEL | {"id": 2, "model_id": "Quake"}
+    stack.platform.add_model(model, {"scaling_strategy": "QUEUE_LOAD", "worker_count_max": 3})
+    queue = "OasisLMF-Quake-1-v2"
+    digest = json.loads(DIGEST)
+    entry = json.loads(json.dumps(digest["content"][0]))
+    entry["queue"]["name"] = queue
+    entry["analyses"][0]["analysis"] |= {"id": 2, "queue_names": [queue]}
+    digest["content"].append(entry)
+    stack.platform.set_snapshot(json.dumps(digest))
+    stack.platform.push(json.dumps(digest))
+    poll(lambda: stack.keda.ask(queue) == Answer(True, 1.0), "the new model's one analysis")
+    assert stack.answer() == Answer(True, 4.0)
+    stack.platform.set_snapshot(DIGEST)
+    stack.platform.push(DIGEST)
+    poll(lambda: stack.keda.ask(queue) == Answer(False, 0.0), "the new model idle")
+
+
 def test_done_goes_back_to_idle(stack: Stack) -> None:
     stack.platform.set_snapshot(IDLE)
     stack.platform.push(IDLE)

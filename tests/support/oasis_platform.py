@@ -61,6 +61,11 @@ class StandInPlatform:
             socket.send(text)
         return len(sockets)
 
+    def add_model(self, model: dict[str, Any], scaling: dict[str, Any]) -> None:
+        with self._lock:
+            self.models = [*self.models, model]
+            self.scaling = {**self.scaling, model["id"]: scaling}
+
     def open_sockets(self) -> int:
         with self._lock:
             return len(self._sockets)

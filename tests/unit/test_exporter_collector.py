@@ -291,3 +291,22 @@ def test_a_new_snapshot_or_new_models_show_on_the_next_scrape() -> None:
     scaling = ScalingConfiguration(worker_count_max=4)
     state.set_models({PIWIND: PlatformModel(1, PIWIND, scaling)})
     assert read() == (8, 4)
+
+
+def test_a_queue_of_no_known_model_asks_for_the_models_once() -> None:
+    from api.exporter.platform import PlatformClient
+    from api.exporter.service import Exporter
+
+    settings = ExporterSettings(platform_url="http://127.0.0.1:9")
+    client = PlatformClient(settings.platform_url, login=lambda: None, timeout=1)
+    exporter = Exporter(settings, client, ExporterState(clock=Clock()))
+    exporter.notice(["new-1-v2"])
+    assert not exporter.models_wanted.is_set(), "no models read yet: the first read comes"
+    exporter.state.set_models({PIWIND: PlatformModel(1, PIWIND, ScalingConfiguration())})
+    exporter.notice([PIWIND.lower()])
+    assert not exporter.models_wanted.is_set()
+    exporter.notice([PIWIND.lower(), "new-1-v2"])
+    assert exporter.models_wanted.is_set()
+    exporter.models_wanted.clear()
+    exporter.notice(["new-1-v2"])
+    assert not exporter.models_wanted.is_set(), "a queue that stays unknown asks once"
