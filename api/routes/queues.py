@@ -1,4 +1,5 @@
-"""/v2/queue/ and /v2/queue-status/: each model's queue with its work, as OasisPlatform shows it."""
+"""/v2/queue/ and /v2/queue-status/: the model queues with activity, as a running OasisPlatform
+lists them (only queues with a worker, a sub-task or a message; model URLs relative)."""
 
 from __future__ import annotations
 
