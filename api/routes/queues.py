@@ -36,7 +36,7 @@ bp = APIBlueprint(
 
 @bp.get("/queue/", responses={200: QueueList})
 def queues() -> Reply:
-    """Every model's queue: sub-task counts from the database, message count from Redis."""
+    """Each model queue with activity: sub-task counts from the database, messages from Redis."""
     return jsonify([entry for entry, _ in _queues()])
 
 
