@@ -38,11 +38,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+# The platform's status names, which ours are: a main task is queued or running a stage.
+from api.store.statuses import MAIN_TASK_STATUSES
+
 SYSTEM_QUEUES = frozenset({"celery", "celery-v2", "task-controller"})
-# Analysis statuses of a main task: queued or not yet split, or running a stage.
-MAIN_TASK_STATUSES = frozenset(
-    {"INPUTS_GENERATION_QUEUED", "INPUTS_GENERATION_STARTED", "RUN_QUEUED", "RUN_STARTED"}
-)
 # Upstream's default analysis priority, and its range.
 DEFAULT_PRIORITY = 4
 PRIORITIES = range(1, 11)
