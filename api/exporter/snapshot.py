@@ -40,11 +40,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 # The platform's status names, which ours are: a main task is queued or running a stage.
 from api.store.statuses import MAIN_TASK_STATUSES
+from scaler.budget import MAX_PRIORITY, MIN_PRIORITY
 
 SYSTEM_QUEUES = frozenset({"celery", "celery-v2", "task-controller"})
-# Upstream's default analysis priority, and its range.
+# Upstream's default analysis priority, and its range (the fleet budget's).
 DEFAULT_PRIORITY = 4
-PRIORITIES = range(1, 11)
+PRIORITIES = range(MIN_PRIORITY, MAX_PRIORITY + 1)
 
 Count = Annotated[StrictInt, Field(ge=0)]
 
