@@ -74,6 +74,13 @@ class PlatformClient:
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET `path` under the prefix as JSON; on 401/403 logs in again once and retries."""
+        response = self._get(path, params)
+        try:
+            return response.json()
+        except ValueError:
+            raise PlatformError(f"GET {response.url}: the answer is not JSON") from None
+
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> requests.Response:
         for attempt in (1, 2):
             token = self.token()
             headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -91,14 +98,13 @@ class PlatformClient:
                 raise TokenRefused(f"GET {url}: refused ({response.status_code})")
             if not response.ok:
                 raise PlatformError(f"GET {url}: HTTP {response.status_code}")
-            try:
-                return response.json()
-            except ValueError:
-                raise PlatformError(f"GET {url}: the answer is not JSON") from None
+            return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def queue_status(self) -> Any:
-        return self.get(QUEUE_STATUS_PATH)
+    def queue_status(self) -> bytes:
+        """The queue-status message as the platform sent it (snapshot.parse reads it in one
+        pass)."""
+        return self._get(QUEUE_STATUS_PATH).content
 
     def models(self) -> list[dict[str, Any]]:
         body = self.get(MODELS_PATH)

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from api.exporter.collector import ExporterCollector
 from api.exporter.platform import PlatformClient, PlatformError
 from api.exporter.settings import ExporterSettings
-from api.exporter.snapshot import SnapshotError, snapshot
+from api.exporter.snapshot import SnapshotError, parse
 from api.exporter.state import Channel, ExporterState, PlatformModel, View, model_queue
 from api.exporter.stream import Backoff, QueueStatusStream
 from scaler.configuration import ScalingConfiguration
@@ -180,7 +180,7 @@ class Exporter:
             raise
         self.state.set_platform_up(up=True)
         try:
-            taken = snapshot(body)
+            taken = parse(body)
         except SnapshotError:
             self.state.refuse(Channel.REST)
             raise

@@ -11,7 +11,7 @@ import pytest
 
 from api.exporter.platform import PlatformClient, PlatformError, TokenRefused
 from api.exporter.service import read_models
-from api.exporter.snapshot import snapshot
+from api.exporter.snapshot import parse
 from tests.support.oasis_platform import PREFIX, StandInPlatform, stand_in_platform
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def test_reads_under_the_prefix(platform: StandInPlatform) -> None:
     models = read_models(client, None)
     assert list(models) == ["oasislmf-piwind-1-v2"]
     assert models["oasislmf-piwind-1-v2"].scaling.worker_count_max == 4
-    assert snapshot(client.queue_status()).work("OasisLMF-PiWind-1-v2").pending == 8
+    assert parse(client.queue_status()).work("OasisLMF-PiWind-1-v2").pending == 8
 
 
 def test_without_the_prefix_a_clear_error(platform: StandInPlatform) -> None:
