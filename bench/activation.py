@@ -22,7 +22,7 @@ waited for (50 tries would take 25 minutes): KEDA's polls come every 30 s at a p
 nothing to do with the POST, so the model wakes at the first poll after the scaler knows, a
 uniform wait on [0, 30 s) after it. Each try's baseline is that try's measured time of step 3
 plus a uniform draw from a seeded RNG. (Our own ScaledObject polls every 15 s, see
-scaler/keda_timing.py: `--polling-seconds 15` gives that baseline.)
+cli/keda/timing.py: `--polling-seconds 15` gives that baseline.)
 
     .venv/bin/python bench/activation.py [--tries 50] [--seed 1] [--polling-seconds 30] [--quick]
         [--check]
