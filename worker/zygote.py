@@ -133,7 +133,12 @@ class Zygote:
                 _reply(connection, {"error": f"{tool} is not a tool the warm kernel runs"})
                 connection.close()
                 return
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # out of processes or memory: this run fails, not the rest
+                _reply(connection, {"error": f"cannot start {tool}: {exc}"})
+                connection.close()
+                return
             if pid == 0:
                 self._child(entry, request, fds, connection)  # never returns
         finally:
