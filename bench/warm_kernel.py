@@ -81,6 +81,7 @@ class Stage:
 
 def prepared_run(root: Path, model: demo_model.DemoModel, locations: int) -> Path:
     """Inputs and a prepared run folder of `locations` demo locations (not timed)."""
+    root.mkdir(parents=True, exist_ok=True)
     location_csv = root / "location.csv"
     location_csv.write_text(demo_model.demo_locations(locations))
     work = root / "work"
