@@ -446,5 +446,6 @@ def test_omitted_counts_give_the_rule_before_them(
     )
     assert desired_workers(config, analyses=analyses, pending=pending) == explicit
     if config.scaling_strategy is ScalingStrategy.DYNAMIC_TASKS and (analyses or pending):
-        before = min(-(-max(pending, analyses) // config.chunks_per_worker), config.worker_count_max)
+        tasks = max(pending, analyses)
+        before = min(-(-tasks // config.chunks_per_worker), config.worker_count_max)
         assert explicit == max(before, config.worker_count_min)
