@@ -37,6 +37,7 @@ class KedaScaling:
         self._due: list[float | None] = []
         self._granted: list[int] = []
         self._stale = True
+        self._pods_seen = -1
         # Each model's desired count, worked out again only after its work changed.
         self._desired: list[int | None] = []
 
@@ -56,7 +57,12 @@ class KedaScaling:
         desired = self._desired[model.index]
         if desired is None:
             desired = desired_workers(
-                model.spec.scaling, analyses=model.analyses, pending=model.pending
+                model.spec.scaling,
+                analyses=model.analyses,
+                pending=model.pending,
+                sub_tasks=model.recorded,
+                queued_or_running=model.queued_or_running,
+                slots_per_worker=model.spec.slots_per_worker,
             )
             self._desired[model.index] = desired
         return desired
@@ -65,7 +71,8 @@ class KedaScaling:
         """What the scaler tells KEDA for `model` now."""
         if self._limit is None:
             return self.desired(model)
-        if self._stale:
+        assert self._sim is not None
+        if self._stale or self._pods_seen != self._sim.pods_changed:
             self._share()
         return self._granted[model.index]
 
@@ -77,9 +84,12 @@ class KedaScaling:
             floor = model.spec.scaling.worker_count_min
             if desired or floor:
                 claims.append(Claim(model.name, desired, floor, model.spec.weight, model.priority))
-        grants = allocate(claims, self._limit).granted
+        # Live pods (starting, working, draining) hold their share until they leave.
+        present = {model.name: model.pods for model in self._sim.models if model.pods}
+        grants = allocate(claims, self._limit, present=present).granted
         self._granted = [grants.get(model.name, 0) for model in self._sim.models]
         self._stale = False
+        self._pods_seen = self._sim.pods_changed
 
     def work_changed(self, model: ModelRun, now: float, woke: bool) -> None:
         self._stale = True
