@@ -78,12 +78,18 @@ class Allocation:
 
 
 def allocate(
-    claims: Iterable[Claim], limit: int | None, *, present: Mapping[str, int] | None = None
+    claims: Iterable[Claim],
+    limit: int | None,
+    *,
+    present: Mapping[str, int] | None = None,
+    staying: Mapping[str, int] | None = None,
 ) -> Allocation:
     """Each model's share of `limit` workers (None: no budget, every model gets its desired).
 
-    `present`: the workers each model has now, models without a claim included (rule 4); None
-    shares the budget as if no worker were running.
+    Rule 4: `present` holds the workers each model has against the budget now (draining ones
+    and those already asked for included; models without a claim too), and `staying` those of
+    them it keeps without asking anew (not draining; `present` when omitted). None shares the
+    budget as if no worker were running.
     """
     ordered = sorted(claims, key=lambda claim: claim.model)
     names = [claim.model for claim in ordered]
@@ -102,19 +108,23 @@ def allocate(
         _by_priority(ordered, granted, left)
     starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     if present:
-        granted = _held(ordered, granted, present, limit)
+        granted = _held(ordered, granted, present, staying or present, limit)
     return Allocation(granted, limit, floors, max(0, -left), starved)
 
 
 def _held(
-    claims: list[Claim], shares: Mapping[str, int], present: Mapping[str, int], limit: int
+    claims: list[Claim],
+    shares: Mapping[str, int],
+    present: Mapping[str, int],
+    staying: Mapping[str, int],
+    limit: int,
 ) -> dict[str, int]:
-    """The shares, each above the model's present workers only by what the budget has free
+    """The shares, each above the workers the model keeps only by what the budget has free
     while every present worker counts against it."""
-    if any(count < 0 for count in present.values()):
+    if any(count < 0 for count in (*present.values(), *staying.values())):
         raise ValueError("present worker counts must be 0 or more")
-    kept = {c.model: max(min(shares[c.model], present.get(c.model, 0)), c.floor) for c in claims}
-    # A model shrinking still holds its present workers; one growing holds what it has.
+    kept = {c.model: max(min(shares[c.model], staying.get(c.model, 0)), c.floor) for c in claims}
+    # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
     free = max(limit - held, 0)

@@ -86,7 +86,8 @@ class KedaScaling:
                 claims.append(Claim(model.name, desired, floor, model.spec.weight, model.priority))
         # Live pods (starting, working, draining) hold their share until they leave.
         present = {model.name: model.pods for model in self._sim.models if model.pods}
-        grants = allocate(claims, self._limit, present=present).granted
+        staying = {model.name: model.staying for model in self._sim.models if model.pods}
+        grants = allocate(claims, self._limit, present=present, staying=staying).granted
         self._granted = [grants.get(model.name, 0) for model in self._sim.models]
         self._stale = False
         self._pods_seen = self._sim.pods_changed
