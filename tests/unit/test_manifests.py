@@ -117,7 +117,7 @@ def test_scaled_object_contract() -> None:
         "name": "worker-oasislmf-piwind-1",
     }
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 20)
-    assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (15, 60)
+    assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (10, 10)
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     for direction in ("scaleUp", "scaleDown"):
         assert parse_quantity(str(behavior[direction]["tolerance"])) == 0
