@@ -4,7 +4,7 @@ Everything runs for real on 127.0.0.1: a private Redis, the API (`oasis-autoscal
 and the scaler (`oasis-autoscaler scaler`, its default settings: it scrapes the API's /metrics
 every 0.5 s). The real `oasislmf` client registers one model (FIXED_WORKERS, one worker), a
 portfolio with a location file and an analysis. No worker runs: a queued analysis is work enough
-for the model to wake. A KEDA-shaped client (`scaler.keda_client.KedaClient`) holds one
+for the model to wake. A KEDA-shaped client (`cli.keda.client.KedaClient`) holds one
 StreamIsActive open on the model for the whole run, as KEDA does for an `external-push` trigger.
 
 Each try, at a random moment of the scaler's refresh cycle (a seeded wait of 0 to 0.5 s, so the
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an inst
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
 
 from bench import live  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
 from scaler.sources import text_samples  # noqa: E402
 from tests.support.servers import wait_for  # noqa: E402
 

@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an inst
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
 
 from bench import live  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
 from protos import externalscaler_pb2 as pb  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
 from tests.support.servers import wait_for  # noqa: E402
 
 # The upstream worker-controller's full queue-status digest comes once a minute.

@@ -64,9 +64,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
 
 from bench import live  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
 from protos import externalscaler_pb2 as pb  # noqa: E402
 from protos import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
 from scaler.servicer import metric_name  # noqa: E402
 from scaler.sources import LineCache, text_samples  # noqa: E402

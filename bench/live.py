@@ -23,8 +23,8 @@ from pathlib import Path
 import grpc
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]
 
-from scaler.keda_client import Answer, KedaClient
-from scaler.local.stack import cli, serving
+from cli.keda.client import Answer, KedaClient
+from cli.local.stack import cli, serving
 from scaler.settings import ScalerSettings
 from tests.support.servers import api_server, free_port, redis_server, stop, wait_for
 from worker.demo_model import demo_locations

@@ -7,7 +7,7 @@ that has run every model for a while holds them; plus `--workers` records of pre
 scrapes, in turns, `--repeat` times each:
 
 - full (baseline): `GET /metrics`, what Prometheus and, before, the scaler asked for;
-- light: `GET /metrics?name[]=...` with the scaler's inputs (`scaler.samples.INPUT_METRICS`),
+- light: `GET /metrics?name[]=...` with the scaler's inputs (`scaler.metric_names.SCALER_INPUTS`),
   what `scaler.sources.ScrapeSource` asks for now.
 
 Printed side by side: the body's size, the median time of the HTTP request, and the median time
@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
 
-from api.db import make_engine  # noqa: E402
-from api.orm import Model  # noqa: E402
+from api.store.engine import make_engine  # noqa: E402
+from api.store.orm import Model  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
 from scaler.sources import light_scrape_query, text_samples  # noqa: E402
 from tests.support.servers import api_server, redis_server  # noqa: E402

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaler.simulate.command import load_traces
-from scaler.simulate.engine import Result, Simulation
-from scaler.simulate.ours import KedaScaling
-from scaler.simulate.trace import Trace, merged
-from scaler.simulate.upstream import UpstreamScaling
+from cli.commands.simulate import load_traces
+from cli.simulate.engine import Result, Simulation
+from cli.simulate.ours import KedaScaling
+from cli.simulate.trace import Trace, merged
+from cli.simulate.upstream import UpstreamScaling
 
 TRACES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traces"
 VARIANTS = TRACES / "variants"

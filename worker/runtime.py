@@ -13,7 +13,7 @@ from pathlib import Path
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
+from api.store.engine import make_engine
 from worker.demo_model import DemoModel, ensure_demo_model, model_files
 from worker.settings import WorkerSettings
 from worker.storage import Storage

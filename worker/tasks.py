@@ -20,17 +20,18 @@ from celery import Celery, Task, chain, chord
 from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init
 
-from api.configurations import stored_chunking
+from api.store.statuses import INPUTS, LOSSES, STAGES
 from worker import group_guard, records, telemetry
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
-from worker.records import INPUTS, LOSSES, AnalysisFacts
+from worker.records import AnalysisFacts
 from worker.runtime import current
 from worker.settings import WorkerSettings
 from worker.stages import StagePlan, input_generation, losses
 from worker.steps import StepContext, step_for
+from worker.stored_chunking import stored_chunking
 
 log = logging.getLogger(__name__)
 SUB_TASK = "oasis.sub_task"
@@ -271,7 +272,7 @@ def _finish(
     # The last sub-task moves the analysis on: to a queued run when one was asked for.
     analysis_status = None
     if last:
-        analysis_status = LOSSES.queued if then_run else records.STATUSES[stage].done
+        analysis_status = LOSSES.queued if then_run else STAGES[stage].done
     seconds = records.finish_sub_task(
         runtime.sessions, facts.id, stage, slug, output, analysis_status=analysis_status
     )

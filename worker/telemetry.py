@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import get_args
 
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from api.store.statuses import RecordedStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,7 @@ BOUND_PREFIX = "le="
 SUM = "sum"
 COUNT = "count"
 
-Status = Literal["QUEUED", "STARTED", "COMPLETED", "ERROR", "CANCELLED", "RETRIED"]
-STATUSES: tuple[Status, ...] = get_args(Status)
+STATUSES: tuple[RecordedStatus, ...] = get_args(RecordedStatus)
 STAGES = ("inputs", "losses")
 # Upper bounds in seconds. Prometheus's default buckets stop at 10 s; sub-tasks run from under
 # a second (the steps around the chunks) to hours (a loss chunk of a big event set), up to the
@@ -60,7 +61,7 @@ BUCKETS: tuple[float, ...] = (
     21600,
 )
 # (stage, status) -> how many sub-tasks of one model reached the status.
-Transitions = Mapping[tuple[str, Status], int]
+Transitions = Mapping[tuple[str, RecordedStatus], int]
 # Recording is best effort and must not hold a task up: one attempt, then it is given up.
 SOCKET_TIMEOUT_SECONDS = 2.0
 
@@ -76,7 +77,7 @@ def connect(redis_url: str) -> Redis:
     )
 
 
-def counter_field(model: str, stage: str, status: Status) -> str:
+def counter_field(model: str, stage: str, status: RecordedStatus) -> str:
     return SEPARATOR.join((model, stage, status))
 
 
@@ -89,7 +90,7 @@ def bucket_bound(seconds: float) -> float | None:
     return next((bound for bound in BUCKETS if seconds <= bound), None)
 
 
-def record(redis: Redis, model: str, stage: str, status: Status, n: int = 1) -> None:
+def record(redis: Redis, model: str, stage: str, status: RecordedStatus, n: int = 1) -> None:
     """`n` more sub-tasks of the model's stage reached `status`. Never raises."""
     record_many(redis, model, {(stage, status): n})
 
@@ -129,7 +130,7 @@ def record_completed(redis: Redis, model: str, stage: str, seconds: float) -> No
         log.warning("could not record a completed %s sub-task of %s", stage, model, exc_info=True)
 
 
-def parse_counter_field(field: str) -> tuple[str, str, Status] | None:
+def parse_counter_field(field: str) -> tuple[str, str, RecordedStatus] | None:
     """(model, stage, status) of a field of SUB_TASKS_KEY; None for one not written here."""
     parts = field.rsplit(SEPARATOR, 2)
     if len(parts) != 3:

@@ -24,8 +24,8 @@ import pytest
 import requests
 from oasislmf.platform_api.client import APIClient
 
-from scaler.keda_client import Answer, KedaClient
-from scaler.local.stack import serving
+from cli.keda.client import Answer, KedaClient
+from cli.local.stack import serving
 from tests.support.servers import free_port, wait_for
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 

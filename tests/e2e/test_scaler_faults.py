@@ -26,8 +26,8 @@ import psutil
 import pytest
 from oasislmf.platform_api.client import APIClient
 
-from scaler.keda_client import CALL_TIMEOUT_SECONDS, KedaClient
-from scaler.local.stack import serving
+from cli.keda.client import CALL_TIMEOUT_SECONDS, KedaClient
+from cli.local.stack import serving
 from tests.support.servers import api_server, free_port, redis_server, stop, wait_for
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 

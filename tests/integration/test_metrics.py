@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
 from api.queueing import UNACKED_KEY
+from api.store.engine import make_engine
 from tests.integration.conftest import PASSWORD, ApiProcess
 from tests.support.servers import api_server, binary, free_port
 from worker import records, telemetry

@@ -21,16 +21,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import DuplicateTimeseries
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, migrate
-from api.metrics import (
-    ModelCollector,
-    cumulative_buckets,
-    duration_histogram,
-    reserved_per_queue,
-    routing_key,
-    sub_task_counter,
-)
-from api.orm import Analysis, Model, Portfolio, SubTask
+from api.db import migrate
+from api.metrics import ModelCollector
+from api.metrics.broker import reserved_per_queue, routing_key
+from api.metrics.families import cumulative_buckets, duration_histogram, sub_task_counter
+from api.store.engine import make_engine
+from api.store.orm import Analysis, Model, Portfolio, SubTask
 from tests.support.servers import free_port
 from worker import telemetry
 from worker.telemetry import BUCKETS, bound_field, bucket_bound, counter_field

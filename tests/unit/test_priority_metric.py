@@ -9,9 +9,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, migrate
-from api.metrics import ANALYSES_BY_PRIORITY, ModelCollector
-from api.orm import Analysis, Model, Portfolio
+from api.db import migrate
+from api.metrics import ModelCollector
+from api.store.engine import make_engine
+from api.store.orm import Analysis, Model, Portfolio
+from scaler.metric_names import ANALYSES_BY_PRIORITY
 from tests.support.servers import free_port
 from worker import telemetry
 

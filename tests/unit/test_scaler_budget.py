@@ -14,8 +14,10 @@ from pydantic import ValidationError
 from protos import externalscaler_pb2 as pb
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.freshness import SourceHealth
+from scaler.metric_names import ANALYSES_BY_PRIORITY as BY_PRIORITY
+from scaler.metric_names import SCALER_INPUTS as INPUT_METRICS
 from scaler.refresh import Refresher
-from scaler.samples import BY_PRIORITY, INPUT_METRICS, Sample, build_states
+from scaler.samples import Sample, build_states
 from scaler.servicer import ExternalScalerServicer
 from scaler.settings import ScalerSettings
 from scaler.sources import PROMQL
