@@ -60,7 +60,8 @@ class Refresher:
         try:
             read = self._source()
             if read is not self._last_read:
-                states, allocation = with_grants(read, self._worker_limit, self._weights)
+                previous = self._allocation.granted if self._allocation else None
+                states, allocation = with_grants(read, self._worker_limit, self._weights, previous)
         except Exception as error:  # any failure of the source keeps the last good state
             self._failed(str(error) or type(error).__name__)
             good = False
