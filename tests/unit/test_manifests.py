@@ -124,7 +124,7 @@ def test_scaled_object_contract() -> None:
     for direction in ("scaleUp", "scaleDown"):
         assert parse_quantity(str(behavior[direction]["tolerance"])) == 0
         assert behavior[direction]["policies"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 30
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 0
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
     # One step up to the cap: the scaler's count is reached at once.
     assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 20, "periodSeconds": 15}]
