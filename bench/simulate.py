@@ -56,6 +56,10 @@ class Pair:
     upstream: Result
 
     @property
+    def analyses(self) -> int:
+        return sum(a.count for a in self.trace.analyses)
+
+    @property
     def makespan(self) -> float:
         return self.ours.makespan / self.upstream.makespan
 
@@ -70,6 +74,9 @@ class Pair:
         worker_limit = CHEAPER.get(self.label, WORKER_SECONDS_RATIO)
         if self.worker_seconds > worker_limit:
             failed.append(f"worker-seconds {self.worker_seconds:.3f} > {worker_limit}")
+        for run in (self.ours, self.upstream):
+            if run.completed < self.analyses:
+                failed.append(f"{run.policy} ended {run.completed} of {self.analyses} analyses")
         limit = self.trace.budget.total_worker_limit
         if limit is not None and self.ours.peak_workers > limit:
             failed.append(f"peak {self.ours.peak_workers} > budget {limit}")
@@ -97,7 +104,7 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
     print(title)
     print(
         f"{'run':<34} {'rules':<9} {'worker-s':>10} {'ratio':>6} {'makespan s':>11} "
-        f"{'ratio':>6} {'peak':>5} {'churn':>6}  verdict"
+        f"{'ratio':>6} {'peak':>5} {'churn':>6} {'done':>7}  verdict"
     )
     passed = True
     for name, variant in runs:
@@ -112,16 +119,19 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
                 f"{result.label:<34} {run.policy:<9} {run.worker_seconds:>10,.0f} "
                 f"{run.worker_seconds / result.upstream.worker_seconds:>6.3f} "
                 f"{run.makespan:>11,.0f} {run.makespan / result.upstream.makespan:>6.3f} "
-                f"{run.peak_workers:>5} {run.churn:>6}  {verdict}"
+                f"{run.peak_workers:>5} {run.churn:>6} "
+                f"{f'{run.completed}/{result.analyses}':>7}  {verdict}"
             )
     print("ratios: ours / upstream (baseline) in the same run; peak: live pods at once (starting")
-    print("and draining ones included); churn: pods started within 60 s of one being removed\n")
+    print("and draining ones included); churn: pods started within 60 s of one being removed;")
+    print("done: analyses ended / analyses of the trace\n")
     return passed or not judged
 
 
-# The ScaledObject timings tried: scale-down stabilization x cooldown, seconds.
-STABILIZATIONS = (0, 15, 30, 60)
-COOLDOWNS = (15, 30, 45, 60, 120)
+# The ScaledObject timings tried: scale-down stabilization x cooldown, seconds. (With the HPA's
+# 15 s sync, a window under 15 s holds nothing and one of 16-30 s holds the last sync's answer.)
+STABILIZATIONS = (0, 30, 60)
+COOLDOWNS = (10, 20, 30, 60, 120)
 
 
 def sweep() -> None:
