@@ -17,7 +17,7 @@ from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 
 
 @dataclass(frozen=True)
-class StagePlan:
+class StageChunks:
     stage: Stage
     strategy: ChunkingStrategy
     items: int
@@ -38,7 +38,7 @@ class StrategyPlan:
 @dataclass(frozen=True)
 class Plan:
     analyses: int
-    stages: list[StagePlan]
+    stages: list[StageChunks]
     strategies: list[StrategyPlan]
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,25 +78,27 @@ def make_plan(
     if analyses < 1:
         raise ValueError(f"analyses must be at least 1, got {analyses}")
     workload: list[tuple[Stage, int | None]] = [("lookup", locations), ("loss", events)]
-    stages = [_stage_plan(chunking, stage, items) for stage, items in workload if items is not None]
+    stages = [
+        _stage_chunks(chunking, stage, items) for stage, items in workload if items is not None
+    ]
     strategies = [
         _strategy_plan(scaling, strategy, analyses, stages) for strategy in ScalingStrategy
     ]
     return Plan(analyses=analyses, stages=stages, strategies=strategies)
 
 
-def _stage_plan(chunking: ChunkingConfiguration, stage: Stage, items: int) -> StagePlan:
+def _stage_chunks(chunking: ChunkingConfiguration, stage: Stage, items: int) -> StageChunks:
     chunks = chunk_count(chunking, stage=stage, items=items)
     sizes = [len(part) for part in partition(items, chunks)]
     strategy = stage_rule(chunking, stage).strategy
-    return StagePlan(stage, strategy, items, chunks, min(sizes), max(sizes))
+    return StageChunks(stage, strategy, items, chunks, min(sizes), max(sizes))
 
 
 def _strategy_plan(
     scaling: ScalingConfiguration,
     strategy: ScalingStrategy,
     analyses: int,
-    stages: list[StagePlan],
+    stages: list[StageChunks],
 ) -> StrategyPlan:
     config = scaling.model_copy(update={"scaling_strategy": strategy})
     peaks = {

@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from api.queueing import UNACKED_KEY, queue_lists
-from worker import telemetry
+from worker import activity
 from worker.presence import WorkerPresence, live_workers
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def read_redis(
     hashes = [
         key
         for wanted, key in (
-            (reads.sub_tasks, telemetry.SUB_TASKS_KEY),
-            (reads.durations, telemetry.DURATION_KEY),
+            (reads.sub_tasks, activity.SUB_TASKS_KEY),
+            (reads.durations, activity.DURATION_KEY),
         )
         if wanted
     ]
@@ -95,7 +95,7 @@ def read_redis(
             start += len(names)
     sub_tasks, durations = (
         _reply(hash_replies.get(key, {}), dict, key)
-        for key in (telemetry.SUB_TASKS_KEY, telemetry.DURATION_KEY)
+        for key in (activity.SUB_TASKS_KEY, activity.DURATION_KEY)
     )
     return BrokerState(messages, sub_tasks, durations, workers, slots)
 

@@ -1,6 +1,6 @@
 """The metric families the API publishes, built from what was read (names: scaler/metric_names.py).
 
-A value in the workers' hashes that worker/telemetry.py did not write is skipped, never fatal.
+A value in the workers' hashes that worker/activity.py did not write is skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from scaler.metric_names import (
     WORKER_SLOTS,
     WORKERS,
 )
-from worker import telemetry
+from worker import activity
 
 # What a value in a hash is read as.
 Number = TypeVar("Number", int, float)
@@ -74,12 +74,12 @@ def redis_up(*, up: bool) -> GaugeMetricFamily:
 
 def sub_task_counter(fields: Mapping[bytes, bytes]) -> CounterMetricFamily:
     """`oasis_sub_tasks_total` from the hash's fields; a field or value not written by
-    worker/telemetry.py is skipped."""
+    worker/activity.py is skipped."""
     family = CounterMetricFamily(SUB_TASKS, HELP[SUB_TASKS], labels=["model", "stage", "status"])
     counts: dict[tuple[str, str, str], int] = {}
     for raw_field, raw_value in fields.items():
         text = _text(raw_field)
-        key = None if text is None else telemetry.parse_counter_field(text)
+        key = None if text is None else activity.parse_counter_field(text)
         value = _number(raw_value, int)
         if key is not None and value is not None and value >= 0:
             counts[key] = value
@@ -99,16 +99,16 @@ class Durations:
 
 def duration_histogram(fields: Mapping[bytes, bytes]) -> HistogramMetricFamily:
     """`oasis_sub_task_duration_seconds` from the hash's fields; a field or value not written
-    by worker/telemetry.py is skipped."""
+    by worker/activity.py is skipped."""
     series: dict[tuple[str, str], Durations] = {}
     for raw_field, raw_value in fields.items():
         text = _text(raw_field)
-        parsed = None if text is None else telemetry.parse_duration_field(text)
+        parsed = None if text is None else activity.parse_duration_field(text)
         if parsed is None:
             continue
         model, stage, part = parsed
         durations = series.setdefault((model, stage), Durations())
-        if part == telemetry.SUM:
+        if part == activity.SUM:
             total = _number(raw_value, float)
             if total is not None and math.isfinite(total):
                 durations.total = total
@@ -116,7 +116,7 @@ def duration_histogram(fields: Mapping[bytes, bytes]) -> HistogramMetricFamily:
         count = _number(raw_value, int)
         if count is None or count < 0:
             continue
-        if part == telemetry.COUNT:
+        if part == activity.COUNT:
             durations.count = count
         elif isinstance(part, float):
             durations.buckets[part] = durations.buckets.get(part, 0) + count
@@ -128,7 +128,7 @@ def duration_histogram(fields: Mapping[bytes, bytes]) -> HistogramMetricFamily:
 
 
 def cumulative_buckets(
-    recorded: Mapping[float, int], count: int, bounds: Sequence[float] = telemetry.BUCKETS
+    recorded: Mapping[float, int], count: int, bounds: Sequence[float] = activity.BUCKETS
 ) -> list[tuple[str, float]]:
     """Prometheus's buckets: each counts the run times at or under its bound, +Inf all of them.
 

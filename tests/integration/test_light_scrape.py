@@ -14,7 +14,7 @@ from scaler.metric_names import SCALER_INPUTS
 from scaler.samples import build_states
 from scaler.sources import ScrapeSource, text_samples
 from tests.integration.conftest import Call
-from worker import telemetry
+from worker import activity
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,8 @@ def busy_models(api: Call, redis: Redis) -> list[str]:
         path = f"/v2/models/{created.json()['id']}/scaling_configuration/"
         assert api("POST", path, json=scaling).status_code == 200
         queue = created.json()["queue_name"]
-        telemetry.record(redis, queue, "inputs", "QUEUED", 4)
-        telemetry.record_completed(redis, queue, "inputs", 3.0)
+        activity.record(redis, queue, "inputs", "QUEUED", 4)
+        activity.record_completed(redis, queue, "inputs", 3.0)
         queues.append(queue)
     return queues
 

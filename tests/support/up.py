@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,8 +19,8 @@ from oasislmf.platform_api.client import APIClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.keda.client import KedaClient
-from cli.local.stack import serving
-from tests.support.servers import free_port, wait_for
+from cli.local.launch import grpc_serving, service_argv
+from tests.support.servers import free_port, wait_until
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
 PASSWORD = "live-password"
@@ -72,8 +71,7 @@ def running_up(root: Path, numba: Path, env: Mapping[str, str]) -> Iterator[Live
         **FAST,
         **env,
     }
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
+    command = service_argv(
         "up",
         "--data-dir",
         str(root / "data"),
@@ -83,14 +81,14 @@ def running_up(root: Path, numba: Path, env: Mapping[str, str]) -> Iterator[Live
         str(scaler_port),
         "--scaler-metrics-port",
         str(free_port()),
-    ]
+    )
     with (root / "up.log").open("wb") as log:
         up = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
         keda = KedaClient(f"127.0.0.1:{scaler_port}")
         try:
             url = f"http://127.0.0.1:{api_port}"
-            wait_for(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
-            wait_for(lambda: serving(f"127.0.0.1:{scaler_port}"), "up's scaler", up)
+            wait_until(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
+            wait_until(lambda: grpc_serving(f"127.0.0.1:{scaler_port}"), "up's scaler", up)
             yield LiveStack(url, keda, up)
         finally:
             keda.close()
@@ -108,7 +106,7 @@ def new_model(
     client.models.scaling_configuration.post(model["id"], scaling)
     queue = str(model["queue_name"])
     # The scaler knows a model at its next read of the API's metrics (every 0.5 s).
-    wait_for(lambda: _known(stack.keda, queue), f"the scaler to know {queue}", deadline=10)
+    wait_until(lambda: _known(stack.keda, queue), f"the scaler to know {queue}", deadline=10)
     return int(model["id"]), queue
 
 
