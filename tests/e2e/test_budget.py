@@ -224,7 +224,7 @@ def test_live_workers_of_two_models_never_exceed_the_budget(
     3, and a higher-priority analysis arrives while the first model's workers are busy. Workers
     told to go finish their chunk, and their share goes over only as they leave."""
     numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
-    env = {"OASIS_AUTOSCALER_TOTAL_WORKER_LIMIT": str(LIVE_BUDGET)}
+    env = {"OASIS_AUTOSCALER_SCALER_TOTAL_WORKER_LIMIT": str(LIVE_BUDGET)}
     scaling = {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1, "worker_count_max": 3}
     with running_up(tmp_path, numba, env) as stack:
         (low, low_queue), (high, high_queue) = (
