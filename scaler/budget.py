@@ -128,8 +128,15 @@ def _held(
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
     free = max(limit - held, 0)
-    growing = [Claim(c.model, shares[c.model], kept[c.model], c.weight, c.priority) for c in claims]
-    return dict(allocate(growing, sum(kept.values()) + free).granted)
+    growing = [c for c in claims if shares[c.model] > kept[c.model]]
+    if not growing or not free:
+        return kept
+    # Only the models that grow share what is free, by rules 2-3 again, from what they keep.
+    wanting = [
+        Claim(c.model, shares[c.model], kept[c.model], c.weight, c.priority) for c in growing
+    ]
+    grown = allocate(wanting, sum(kept[c.model] for c in growing) + free).granted
+    return {**kept, **grown}
 
 
 def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:
