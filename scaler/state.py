@@ -24,16 +24,16 @@ class ModelState:
     configuration: ScalingConfiguration = field(default_factory=ScalingConfiguration)
     analyses: int = 0
     pending: int = 0
+    # The highest priority (1-10) among its active analyses; None when none is counted.
+    priority: int | None = None
+    # Workers the fleet budget grants it; None when no budget applies.
+    grant: int | None = None
     # Sub-tasks recorded for the active analyses, and those queued or running (None: not
     # published, counted as `pending`); sub-tasks one worker runs at once; workers present.
     sub_tasks: int | None = None
     queued_or_running: int | None = None
     slots_per_worker: int = 1
     workers: int = 0
-    # The highest priority (1-10) among its active analyses; None when none is counted.
-    priority: int | None = None
-    # Workers the fleet budget grants it; None when no budget applies.
-    grant: int | None = None
 
     @property
     def desired(self) -> int:
