@@ -75,6 +75,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             queue=settings.queue,
             ttl_seconds=settings.presence_ttl_seconds,
             refresh_seconds=settings.presence_refresh_seconds,
+            slots=settings.concurrency,
         )
     )
     app.worker_main(

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cli.keda.timing import KedaTiming
+from cli.keda.timing import SCALE_DOWN_STABILIZATION_SECONDS, KedaTiming
 
 
 class StackSettings(BaseSettings):
@@ -29,11 +29,12 @@ class StackSettings(BaseSettings):
     stop_grace_seconds: float = Field(default=300.0, ge=0)
     # The stand-in's KEDA and HPA timing. Shorter than a cluster's defaults (30 s poll, 15 s HPA
     # sync, 300 s cooldown) so that on one machine workers are seen to rise and fall within a
-    # minute; push activation wakes a model at once either way.
+    # minute; push activation wakes a model at once either way. The scale-down stabilization is
+    # our ScaledObject's (none), from the one statement of its timing.
     polling_interval_seconds: float = Field(default=5.0, gt=0)
     hpa_sync_seconds: float = Field(default=2.0, gt=0)
     cooldown_seconds: float = Field(default=15.0, ge=0)
-    scale_down_stabilization_seconds: float = Field(default=10.0, ge=0)
+    scale_down_stabilization_seconds: float = Field(default=SCALE_DOWN_STABILIZATION_SECONDS, ge=0)
     # The ScaledObject's maxReplicaCount for every model (the scaler applies each model's own cap).
     max_workers_per_model: int = Field(default=10, ge=1)
 
