@@ -347,11 +347,11 @@ def _save_exposure(location_csv: Path, folder: Path) -> None:
     """
     from ods_tools.oed import OedExposure  # type: ignore[import-untyped]
 
-    exposure = OedExposure(location=_read_oed_csv(location_csv), **_oed_options())
+    exposure = OedExposure(location=read_oed_csv(location_csv), **oed_options())
     exposure.save(str(folder), compression="parquet", version_name="", save_config=True)
 
 
-def _read_oed_csv(location_csv: Path) -> Any:
+def read_oed_csv(location_csv: Path) -> Any:
     """Every column as text, missing values as oasislmf reads them, so a numeric `PortNumber`
     (as in PiWind's samples) stays the string OED says it is instead of breaking the parquet
     files the kernel writes."""
@@ -366,7 +366,7 @@ def _read_oed_csv(location_csv: Path) -> Any:
     )
 
 
-def _oed_options() -> dict[str, Any]:
+def oed_options() -> dict[str, Any]:
     from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS  # type: ignore[import-untyped]
 
     return {
@@ -385,7 +385,7 @@ def _location_frame(work_dir: Path, rows: range) -> Any:
     from ods_tools.oed import OedExposure
 
     folder = work_dir / LOCATIONS
-    exposure = OedExposure(location=_raw_rows(folder, rows), **_oed_options())
+    exposure = OedExposure(location=_raw_rows(folder, rows), **oed_options())
     frame = exposure.location.dataframe
     frame.index = range(rows.start, rows.stop)
     frame[SAR_ID] = read_ids(folder, rows)
@@ -395,12 +395,12 @@ def _location_frame(work_dir: Path, rows: range) -> Any:
 
 
 def _raw_rows(folder: Path, rows: range) -> Any:
-    """The rows as `_read_oed_csv` reads them, from the chunk files that hold them."""
+    """The rows as `read_oed_csv` reads them, from the chunk files that hold them."""
     import pandas as pd
 
     parts = []
     for piece, part in covering(read_split(folder), rows):
-        table = _read_oed_csv(piece_file(folder, piece))
+        table = read_oed_csv(piece_file(folder, piece))
         if len(table) != len(piece):
             raise RuntimeError(
                 f"pandas reads {len(table)} rows from {piece_file(folder, piece)}, the split"
