@@ -57,6 +57,7 @@ from worker.location_split import (
     read_split,
     split_locations,
 )
+from worker.progress_sink import progress_sink
 
 ChunkSpec = range | tuple[int, int]
 AnalysisSettings = Path | Mapping[str, Any]
@@ -544,23 +545,27 @@ def _kernel_environment(numba_cache_dir: Path | None) -> Iterator[None]:
     - OASIS_TMPDIR: a private folder for the kernel's named pipes, removed afterwards (the
       kernel leaves a folder of pipes behind in the temporary folder on every run otherwise).
       It is made inside the caller's OASIS_TMPDIR when there is one.
+    - OASIS_SOCKET_SERVER_IP/_PORT: the kernel's progress ping goes to a sink of this step's
+      (`worker.progress_sink`), not to a port nothing (or something else) listens on.
     """
     pipes = Path(tempfile.mkdtemp(prefix="oasis-kernel-", dir=os.environ.get("OASIS_TMPDIR")))
-    changes = {
-        "PATH": os.pathsep.join((sysconfig.get_path("scripts"), os.environ.get("PATH", ""))),
-        "OASIS_TMPDIR": str(pipes),
-    }
-    if numba_cache_dir is not None:
-        numba_cache_dir.mkdir(parents=True, exist_ok=True)
-        changes["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
-    saved = {name: os.environ.get(name) for name in changes}
-    os.environ.update(changes)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        shutil.rmtree(pipes, ignore_errors=True)
+    with progress_sink() as ping_target:
+        changes = {
+            "PATH": os.pathsep.join((sysconfig.get_path("scripts"), os.environ.get("PATH", ""))),
+            "OASIS_TMPDIR": str(pipes),
+            **ping_target,
+        }
+        if numba_cache_dir is not None:
+            numba_cache_dir.mkdir(parents=True, exist_ok=True)
+            changes["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
+        saved = {name: os.environ.get(name) for name in changes}
+        os.environ.update(changes)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            shutil.rmtree(pipes, ignore_errors=True)
