@@ -18,6 +18,7 @@ COPY api api
 COPY worker worker
 COPY scaler scaler
 COPY protos protos
+COPY cli cli
 RUN pip install --no-cache-dir . && rm -rf /src
 
 WORKDIR /tmp

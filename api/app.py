@@ -12,6 +12,7 @@ from api import auth, db, errors, metrics, queueing
 from api.routes import analyses, info, models, portfolios, queues, tasks
 from api.schemas import FieldErrors
 from api.settings import ApiSettings
+from api.store.engine import make_engine
 from worker.storage import Storage
 
 BLUEPRINTS = (info.bp, auth.bp, models.bp, portfolios.bp, analyses.bp, tasks.bp, queues.bp)
@@ -40,7 +41,7 @@ def create_app(settings: ApiSettings | None = None) -> OpenAPI:
         JWT_SECRET=auth.jwt_secret(settings),
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 1024 * 1024,
     )
-    engine = db.make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
     db.migrate(engine)
     db.init_app(app, engine)
     errors.init_app(app)

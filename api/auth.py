@@ -17,10 +17,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from api import db
 from api.errors import ApiError
-from api.orm import User
 from api.replies import Reply
 from api.schemas import BEARER, PROTECTED
 from api.settings import ApiSettings
+from api.store.orm import User
 
 ALGORITHM = "HS256"
 bp = APIBlueprint("auth", __name__, abp_tags=[Tag(name="auth")], abp_responses=PROTECTED)

@@ -1,4 +1,5 @@
-"""The database: one engine per app, a session per request, and migrations at start-up."""
+"""The API's database glue: a session per request, and migrations at start-up (the engine and
+tables are in api/store/, shared with the workers)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    # Foreign keys for ON DELETE CASCADE; WAL and a busy timeout so that the API and the workers
-    # can write the same file.
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
 
 
 def migrate(engine: Engine) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from api.store.statuses import INPUTS, LOSSES, NEW
+
 Action = Literal[
     "generate_inputs",
     "run",
@@ -13,22 +15,13 @@ Action = Literal[
     "cancel_analysis_run",
 ]
 
-GENERATION_IN_FLIGHT = ("INPUTS_GENERATION_QUEUED", "INPUTS_GENERATION_STARTED")
-RUN_IN_FLIGHT = ("RUN_QUEUED", "RUN_STARTED")
-INPUTS_READY = ("READY", "RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED")
+GENERATION_IN_FLIGHT = (INPUTS.queued, INPUTS.started)
+RUN_IN_FLIGHT = (LOSSES.queued, LOSSES.started)
+INPUTS_READY = (INPUTS.done, LOSSES.done, LOSSES.error, LOSSES.cancelled)
+GENERATION_RETRYABLE = (NEW, INPUTS.error, INPUTS.cancelled)
 ACCEPTS: dict[Action, tuple[str, ...]] = {
-    "generate_inputs": (
-        "NEW",
-        "INPUTS_GENERATION_ERROR",
-        "INPUTS_GENERATION_CANCELLED",
-        *INPUTS_READY,
-    ),
-    "generate_and_run": (
-        "NEW",
-        "INPUTS_GENERATION_ERROR",
-        "INPUTS_GENERATION_CANCELLED",
-        *INPUTS_READY,
-    ),
+    "generate_inputs": (*GENERATION_RETRYABLE, *INPUTS_READY),
+    "generate_and_run": (*GENERATION_RETRYABLE, *INPUTS_READY),
     "run": INPUTS_READY,
     "cancel": GENERATION_IN_FLIGHT + RUN_IN_FLIGHT,
     "cancel_generate_inputs": GENERATION_IN_FLIGHT,
@@ -45,4 +38,4 @@ def refusal(action: Action, status: str) -> str | None:
 
 
 def after_cancel(status: str) -> str:
-    return "INPUTS_GENERATION_CANCELLED" if status in GENERATION_IN_FLIGHT else "RUN_CANCELLED"
+    return INPUTS.cancelled if status in GENERATION_IN_FLIGHT else LOSSES.cancelled

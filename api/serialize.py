@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import request
 
-from api.orm import Analysis, Model, Portfolio, SubTask
 from api.schemas import AnalysisOut, ModelOut, PortfolioOut, StatusCount, StoredFile, SubTaskOut
+from api.store.orm import Analysis, Model, Portfolio, SubTask
+from api.store.statuses import IN_QUEUE
 
 # Sub-task statuses that still hold work on the model's queue.
-IN_QUEUE = ("PENDING", "QUEUED", "STARTED")
 
 
 def link(path: str) -> str:

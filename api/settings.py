@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.storage import database_url
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OASIS_AUTOSCALER_", extra="ignore")
@@ -29,4 +31,4 @@ class ApiSettings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'api.sqlite3'}"
+        return database_url(self.database_url, self.data_dir)

@@ -4,7 +4,7 @@ Everything runs for real on 127.0.0.1: a private Redis, the API (`oasis-autoscal
 and the scaler (`oasis-autoscaler scaler`, its default settings: it scrapes the API's /metrics
 every 0.5 s). The real `oasislmf` client registers one model (FIXED_WORKERS, one worker), a
 portfolio with a location file and an analysis. No worker runs: a queued analysis is work enough
-for the model to wake. A KEDA-shaped client (`scaler.keda_client.KedaClient`) holds one
+for the model to wake. A KEDA-shaped client (`cli.keda.client.KedaClient`) holds one
 StreamIsActive open on the model for the whole run, as KEDA does for an `external-push` trigger.
 
 Each try, at a random moment of the scaler's refresh cycle (a seeded wait of 0 to 0.5 s, so the
@@ -22,7 +22,7 @@ waited for (50 tries would take 25 minutes): KEDA's polls come every 30 s at a p
 nothing to do with the POST, so the model wakes at the first poll after the scaler knows, a
 uniform wait on [0, 30 s) after it. Each try's baseline is that try's measured time of step 3
 plus a uniform draw from a seeded RNG. (Our own ScaledObject polls every 15 s, see
-scaler/keda_timing.py: `--polling-seconds 15` gives that baseline.)
+cli/keda/timing.py: `--polling-seconds 15` gives that baseline.)
 
     .venv/bin/python bench/activation.py [--tries 50] [--seed 1] [--polling-seconds 30] [--quick]
         [--check]
@@ -45,14 +45,14 @@ import grpc
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
+sys.path.insert(0, str(REPO))  # bench.live is not an installed package
 
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
 
 from bench import live  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
+from cli.local.launch import wait_until  # noqa: E402
 from scaler.sources import text_samples  # noqa: E402
-from tests.support.servers import wait_for  # noqa: E402
 
 # KEDA's default pollingInterval (a ScaledObject that sets none); ours sets its own.
 KEDA_DEFAULT_POLLING_SECONDS = 30.0
@@ -127,11 +127,11 @@ def measure(client: APIClient, scaler: live.Scaler, tries: int, rng: random.Rand
     keda, stream_keda = KedaClient(scaler.address), KedaClient(scaler.address)
     try:
         # The scaler knows the model at its next read of the API's metrics.
-        wait_for(
+        wait_until(
             lambda: live.asked(keda, model) is not None, f"the scaler to know {model}", deadline=10
         )
         follower = Follower(stream_keda, model)
-        wait_for(lambda: open_streams(scaler) >= 1, "the StreamIsActive to open", deadline=10)
+        wait_until(lambda: open_streams(scaler) >= 1, "the StreamIsActive to open", deadline=10)
         results = Tries()
         for number in range(tries):
             time.sleep(rng.uniform(0, live.REFRESH_SECONDS))  # a random phase of the refresh cycle

@@ -39,18 +39,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
+from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]
 
-from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
-
-from tests.support.servers import api_server, redis_server, worker_server  # noqa: E402
-from worker.demo_model import (  # noqa: E402
+from cli.local.launch import api_server, redis_server, worker_server
+from worker.demo_model import (
     EVENTS,
     demo_analysis_settings,
     demo_locations,
     model_settings,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 PASSWORD = "bench-password"
 WORKERS = 2

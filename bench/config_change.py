@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
+sys.path.insert(0, str(REPO))  # bench.live is not an installed package
 
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]  # noqa: E402
 
 from bench import live  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
+from cli.local.launch import wait_until  # noqa: E402
 from protos import externalscaler_pb2 as pb  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
-from tests.support.servers import wait_for  # noqa: E402
 
 # The upstream worker-controller's full queue-status digest comes once a minute.
 DIGEST_SECONDS = 60.0
@@ -111,7 +111,7 @@ def measure(
     keda = KedaClient(address)
     try:
         # The scaler knows the model, and its work, at its next read of the API's metrics.
-        wait_for(lambda: _asks_for(keda, queue, 1), f"the scaler to know {queue}", deadline=10)
+        wait_until(lambda: _asks_for(keda, queue, 1), f"the scaler to know {queue}", deadline=10)
         # KEDA asks the metric name once per trigger, then sends it with every GetMetrics.
         spec = keda.stub.GetMetricSpec(keda.ref(queue), timeout=1).metricSpecs[0]
         subject = Subject(

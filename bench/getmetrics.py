@@ -61,18 +61,18 @@ import grpc
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
+sys.path.insert(0, str(REPO))  # bench.live and the tests' publisher are not installed
 
 from bench import live  # noqa: E402
+from cli.keda.client import KedaClient  # noqa: E402
+from cli.local.launch import free_port, wait_until  # noqa: E402
 from protos import externalscaler_pb2 as pb  # noqa: E402
 from protos import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
-from scaler.keda_client import KedaClient  # noqa: E402
 from scaler.samples import build_states  # noqa: E402
 from scaler.servicer import metric_name  # noqa: E402
 from scaler.sources import LineCache, text_samples  # noqa: E402
 from scaler.state import with_grants  # noqa: E402
 from tests.support.published import Publisher, published_text, publisher  # noqa: E402
-from tests.support.servers import free_port, wait_for  # noqa: E402
 
 TARGET_P99_MS = 5.0
 SUSTAINED_SHARE = 0.95
@@ -189,7 +189,7 @@ def constant_server(context: SpawnContext) -> Iterator[str]:
     process.start()
     address = f"127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(address), "the constant servicer", deadline=30)
+        wait_until(lambda: _answers(address), "the constant servicer", deadline=30)
         yield address
     finally:
         stopping.set()

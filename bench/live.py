@@ -23,10 +23,17 @@ from pathlib import Path
 import grpc
 from oasislmf.platform_api.client import APIClient  # type: ignore[import-untyped]
 
-from scaler.keda_client import Answer, KedaClient
-from scaler.local.stack import cli, serving
+from cli.keda.client import Answer, KedaClient
+from cli.local.launch import (
+    api_server,
+    free_port,
+    grpc_serving,
+    redis_server,
+    scaler_argv,
+    stop_process,
+    wait_until,
+)
 from scaler.settings import ScalerSettings
-from tests.support.servers import api_server, free_port, redis_server, stop, wait_for
 from worker.demo_model import demo_locations
 
 PASSWORD = "bench-password"
@@ -96,17 +103,16 @@ class Scaler:
 def scaler_process(root: Path, scrape_target: str) -> Iterator[Scaler]:
     """`oasis-autoscaler scaler` with its default settings, scraping `scrape_target`."""
     port, metrics_port = free_port(), free_port()
-    command = cli("scaler", "--host", "127.0.0.1", "--port", str(port))
-    command += ["--metrics-port", str(metrics_port), "--scrape-target", scrape_target]
+    command = scaler_argv(port, metrics_port, "--scrape-target", scrape_target)
     with (root / "scaler.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             address = f"127.0.0.1:{port}"
             # SERVING once its first read of its source is in.
-            wait_for(lambda: serving(address), "the scaler", process)
+            wait_until(lambda: grpc_serving(address), "the scaler", process)
             yield Scaler(address, f"http://127.0.0.1:{metrics_port}/metrics")
         finally:
-            stop(process)
+            stop_process(process)
 
 
 @dataclass(frozen=True)

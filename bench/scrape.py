@@ -1,13 +1,13 @@
 """Benchmark: the scaler's light scrape of the API's /metrics against the full one.
 
 Starts a private Redis and the API (SQLite), registers `--models` models, and records for each
-of them, straight into Redis in the layout of worker/telemetry.py, sub-task counters for every
+of them, straight into Redis in the layout of worker/activity.py, sub-task counters for every
 stage and status and a run-time histogram for both stages (every bucket filled), as a platform
 that has run every model for a while holds them; plus `--workers` records of presence. Then it
 scrapes, in turns, `--repeat` times each:
 
 - full (baseline): `GET /metrics`, what Prometheus and, before, the scaler asked for;
-- light: `GET /metrics?name[]=...` with the scaler's inputs (`scaler.samples.INPUT_METRICS`),
+- light: `GET /metrics?name[]=...` with the scaler's inputs (`scaler.metric_names.SCALER_INPUTS`),
   what `scaler.sources.ScrapeSource` asks for now.
 
 Printed side by side: the body's size, the median time of the HTTP request, and the median time
@@ -31,16 +31,13 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 from sqlalchemy.orm import Session
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support (the test servers) is not an installed package
-
-from api.db import make_engine  # noqa: E402
-from api.orm import Model  # noqa: E402
-from scaler.samples import build_states  # noqa: E402
-from scaler.sources import light_scrape_query, text_samples  # noqa: E402
-from tests.support.servers import api_server, redis_server  # noqa: E402
-from worker import telemetry  # noqa: E402
-from worker.presence import Presence  # noqa: E402
+from api.store.engine import make_engine
+from api.store.orm import Model
+from cli.local.launch import api_server, redis_server
+from scaler.samples import build_states
+from scaler.sources import light_scrape_query, text_samples
+from worker import activity
+from worker.presence import Presence
 
 FULL, LIGHT = "full (baseline)", "light (scaler)"
 Fields = dict[FieldT, EncodableT]
@@ -68,9 +65,9 @@ def populate(database_url: str, redis: Redis, models: int, workers: int) -> list
     engine.dispose()
     with redis.pipeline(transaction=False) as pipe:
         for n, queue in enumerate(queues):
-            counters, durations = activity(queue, seed=n)
-            pipe.hset(telemetry.SUB_TASKS_KEY, mapping=counters)
-            pipe.hset(telemetry.DURATION_KEY, mapping=durations)
+            counters, durations = recorded_activity(queue, seed=n)
+            pipe.hset(activity.SUB_TASKS_KEY, mapping=counters)
+            pipe.hset(activity.DURATION_KEY, mapping=durations)
         pipe.execute()
     for n in range(workers):
         queue = queues[n % len(queues)]
@@ -80,16 +77,16 @@ def populate(database_url: str, redis: Redis, models: int, workers: int) -> list
     return queues
 
 
-def activity(queue: str, seed: int) -> tuple[Fields, Fields]:
+def recorded_activity(queue: str, seed: int) -> tuple[Fields, Fields]:
     counters: Fields = {}
     durations: Fields = {}
-    for stage in telemetry.STAGES:
-        for k, status in enumerate(telemetry.STATUSES):
-            counters[telemetry.counter_field(queue, stage, status)] = 100 + seed + k
-        for k, bound in enumerate(telemetry.BUCKETS):
-            durations[telemetry.bound_field(queue, stage, bound)] = 1 + (seed + k) % 7
-        durations[f"{queue}|{stage}|{telemetry.COUNT}"] = 200
-        durations[f"{queue}|{stage}|{telemetry.SUM}"] = 1234.5 + seed
+    for stage in activity.STAGES:
+        for k, status in enumerate(activity.STATUSES):
+            counters[activity.counter_field(queue, stage, status)] = 100 + seed + k
+        for k, bound in enumerate(activity.BUCKETS):
+            durations[activity.bound_field(queue, stage, bound)] = 1 + (seed + k) % 7
+        durations[f"{queue}|{stage}|{activity.COUNT}"] = 200
+        durations[f"{queue}|{stage}|{activity.SUM}"] = 1234.5 + seed
     return counters, durations
 
 

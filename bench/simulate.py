@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from scaler.simulate.command import load_traces
-from scaler.simulate.engine import Simulation
-from scaler.simulate.ours import KedaScaling
-from scaler.simulate.trace import Trace
-from scaler.simulate.upstream import UpstreamScaling
+from cli.commands.simulate import load_traces
+from cli.simulate.engine import Simulation
+from cli.simulate.ours import KedaScaling
+from cli.simulate.trace import Trace
+from cli.simulate.upstream import UpstreamScaling
 
 TRACES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traces"
 SHIPPED = ["piwind-10", "chaz", "three-analyses", "fleet"]

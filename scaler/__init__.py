@@ -1,1 +1,2 @@
-"""The KEDA external scaler: scaling semantics, the gRPC service, and the command line."""
+"""The KEDA external scaler: scaling semantics (strategies, fleet budget), its state and
+sources, and the gRPC service. It imports nothing of the API, the worker or the command line."""

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 
 from scaler.budget import Allocation
 from scaler.freshness import SourceHealth
+from scaler.instruments import ScalerMetrics
 from scaler.sources import Source
 from scaler.state import InMemoryStateView, ModelState, with_grants
-from scaler.telemetry import ScalerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -31,25 +31,18 @@ from pydantic import ValidationError
 
 from scaler.budget import MAX_PRIORITY, MIN_PRIORITY
 from scaler.configuration import ScalingConfiguration
+from scaler.metric_names import (
+    ANALYSES,
+    ANALYSES_BY_PRIORITY,
+    MODEL_LABEL,
+    PENDING,
+    PRIORITY_LABEL,
+    SCALING_GAUGES,
+    SCALING_INFO,
+    STRATEGY_LABEL,
+    WORK_GAUGES,
+)
 from scaler.state import ModelState
-
-MODEL_LABEL = "model"
-STRATEGY_LABEL = "strategy"
-PRIORITY_LABEL = "priority"
-INFO = "oasis_model_scaling_info"
-ANALYSES = "oasis_model_analyses"
-PENDING = "oasis_model_pending_sub_tasks"
-BY_PRIORITY = "oasis_model_analyses_by_priority"
-# Published gauge -> ScalingConfiguration field.
-CONFIGURATION_GAUGES: Mapping[str, str] = {
-    "oasis_model_worker_count_fixed": "worker_count_fixed",
-    "oasis_model_worker_count_min": "worker_count_min",
-    "oasis_model_worker_count_max": "worker_count_max",
-    "oasis_model_chunks_per_worker": "chunks_per_worker",
-}
-WORK_GAUGES = (ANALYSES, PENDING)
-# Every metric name the scaler reads, for sources that can select by name (PromQL).
-INPUT_METRICS: tuple[str, ...] = (INFO, *WORK_GAUGES, *CONFIGURATION_GAUGES, BY_PRIORITY)
 
 
 class Sample(NamedTuple):
@@ -104,13 +97,13 @@ def build_states(samples: Iterable[Sample]) -> Built:
         if not model:
             continue
         entry = published.setdefault(model, _Published())
-        if sample.name == INFO:
+        if sample.name == SCALING_INFO:
             strategy = sample.labels.get(STRATEGY_LABEL, "")
             if strategy not in entry.strategies:
                 entry.strategies.append(strategy)
-        elif sample.name in CONFIGURATION_GAUGES or sample.name in WORK_GAUGES:
+        elif sample.name in SCALING_GAUGES or sample.name in WORK_GAUGES:
             entry.take(sample.name, float(sample.value))
-        elif sample.name == BY_PRIORITY:
+        elif sample.name == ANALYSES_BY_PRIORITY:
             entry.take_priority(sample.labels.get(PRIORITY_LABEL, ""), float(sample.value))
     built = Built()
     for model in sorted(published):
@@ -126,7 +119,7 @@ def build_states(samples: Iterable[Sample]) -> Built:
         )
         built.problems.extend(problems)
         built.problems.extend(
-            Problem(model, f"{BY_PRIORITY} has priority={label!r}, not 1-10; skipped")
+            Problem(model, f"{ANALYSES_BY_PRIORITY} has priority={label!r}, not 1-10; skipped")
             for label in sorted(entry.bad_priorities)
         )
         built.problems.extend(p for p in (analyses_problem, pending_problem) if p)
@@ -141,11 +134,11 @@ def _configuration(model: str, entry: _Published) -> tuple[ScalingConfiguration,
         problems.append(
             Problem(
                 model,
-                f"{INFO} gives several strategies {entry.strategies}; using {strategy!r}",
+                f"{SCALING_INFO} gives several strategies {entry.strategies}; using {strategy!r}",
             )
         )
     fields: dict[str, object] = {"scaling_strategy": strategy}
-    for gauge, name in CONFIGURATION_GAUGES.items():
+    for gauge, name in SCALING_GAUGES.items():
         if gauge in entry.numbers:
             fields[name] = entry.numbers[gauge]
     try:

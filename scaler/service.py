@@ -16,6 +16,7 @@ from grpc_health.v1 import health
 from prometheus_client import CollectorRegistry, start_http_server
 
 from scaler.freshness import SourceHealth
+from scaler.instruments import ScalerMetrics
 from scaler.interceptor import ScalerInterceptor
 from scaler.reader import ReaderProcess
 from scaler.refresh import Refresher
@@ -23,7 +24,6 @@ from scaler.server import create_server, set_serving
 from scaler.settings import ScalerSettings
 from scaler.sources import Source
 from scaler.state import InMemoryStateView
-from scaler.telemetry import ScalerMetrics
 
 # Unary calls answer from memory in well under a millisecond; only open StreamIsActive calls
 # are still running at a stop, and KEDA reconnects those to another replica anyway.

@@ -17,17 +17,15 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import scaler.samples
-from scaler.samples import (
-    BY_PRIORITY,
-    INPUT_METRICS,
+import scaler.metric_names
+from scaler.metric_names import (
+    ANALYSES_BY_PRIORITY,
     MODEL_LABEL,
     PRIORITY_LABEL,
+    SCALER_INPUTS,
     STRATEGY_LABEL,
-    Problem,
-    Sample,
-    build_states,
 )
+from scaler.samples import Problem, Sample, build_states
 from scaler.settings import ScalerSettings, SourceKind
 from scaler.state import ModelState
 
@@ -50,8 +48,8 @@ PROMQL = (
     model=MODEL_LABEL,
     strategy=STRATEGY_LABEL,
     priority=PRIORITY_LABEL,
-    names="|".join(name for name in INPUT_METRICS if name != BY_PRIORITY),
-    by_priority=BY_PRIORITY,
+    names="|".join(name for name in SCALER_INPUTS if name != ANALYSES_BY_PRIORITY),
+    by_priority=ANALYSES_BY_PRIORITY,
 )
 
 
@@ -123,8 +121,8 @@ def promql_samples(body: Any) -> list[Sample]:
 
 def light_scrape_query() -> list[tuple[str, str]]:
     """Ask only for the scaler's inputs: the whole /metrics (every model's sub-task counters and
-    histogram) is megabytes. Read at each request, so a name added to INPUT_METRICS is asked."""
-    return [(NAME_PARAMETER, name) for name in scaler.samples.INPUT_METRICS]
+    histogram) is megabytes. Read at each request, so a name added to SCALER_INPUTS is asked."""
+    return [(NAME_PARAMETER, name) for name in scaler.metric_names.SCALER_INPUTS]
 
 
 @dataclass(frozen=True)

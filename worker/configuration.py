@@ -8,20 +8,11 @@ override, or an update merged onto stored values).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict
 
-INT32_MAX = 2**31 - 1
-
-
-def whole_number(value: object) -> object:
-    """JSON has one kind of number, and to JSON Schema (so to the OpenAPI document) 3.0 is the
-    integer 3: take it as 3. 1.5, true, "3" and null are still refused."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-PositiveCount = Annotated[StrictInt, Field(ge=1, le=INT32_MAX), BeforeValidator(whole_number)]
+# The API's rule for every count of a configuration (whole numbers within int32), stated once.
+from scaler.configuration import PositiveCount
 
 
 class ChunkingStrategy(StrEnum):

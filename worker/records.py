@@ -16,32 +16,11 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.orm import Analysis, SubTask
+from api.store.orm import Analysis, SubTask
+from api.store.statuses import IN_QUEUE, STAGES, RecordedStatus
 from worker.stages import StagePlan
-from worker.telemetry import Status
 
-IN_QUEUE = ("PENDING", "QUEUED", "STARTED")
 LOSS_CHUNK = "generate-losses-chunk-"
-
-
-@dataclass(frozen=True)
-class StageStatuses:
-    queued: str
-    started: str
-    done: str
-    error: str
-    cancelled: str
-
-
-INPUTS = StageStatuses(
-    "INPUTS_GENERATION_QUEUED",
-    "INPUTS_GENERATION_STARTED",
-    "READY",
-    "INPUTS_GENERATION_ERROR",
-    "INPUTS_GENERATION_CANCELLED",
-)
-LOSSES = StageStatuses("RUN_QUEUED", "RUN_STARTED", "RUN_COMPLETED", "RUN_ERROR", "RUN_CANCELLED")
-STATUSES = {"inputs": INPUTS, "losses": LOSSES}
 
 
 def now() -> datetime:
@@ -98,7 +77,7 @@ def begin_stage(
 
     False, and nothing written, when the analysis is no longer in the `expected` status.
     """
-    statuses = STATUSES[plan.stage]
+    statuses = STAGES[plan.stage]
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != expected:
@@ -161,7 +140,7 @@ def start_sub_task(
     """Mark a sub-task started; False when its analysis left the stage (cancelled, failed)."""
     with sessions.begin() as session:
         status = session.scalar(select(Analysis.status).where(Analysis.id == analysis_id))
-        if status != STATUSES[stage].started:
+        if status != STAGES[stage].started:
             return False
         session.execute(
             update(SubTask)
@@ -191,7 +170,7 @@ def finish_sub_task(
     Its run time in seconds (end - start, as recorded), or None when nothing was completed
     because the analysis left the stage.
     """
-    statuses = STATUSES[stage]
+    statuses = STAGES[stage]
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != statuses.started:
@@ -238,7 +217,7 @@ def note_retry(
     """
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
-        if row is None or row.status != STATUSES[stage].started:
+        if row is None or row.status != STAGES[stage].started:
             return False
         task = _sub_task(session, analysis_id, stage, slug)
         if task is None:
@@ -251,14 +230,14 @@ def note_retry(
 
 def fail_stage(
     sessions: sessionmaker[Session], analysis_id: int, stage: str, slug: str, traceback: str
-) -> dict[tuple[str, Status], int]:
+) -> dict[tuple[str, RecordedStatus], int]:
     """The sub-task failed for good: it and its analysis end in error, with the traceback, and
     the analysis's other unfinished sub-tasks are cancelled.
 
     What changed, as (stage, status) -> sub-tasks; empty when the analysis had left the stage.
     """
-    statuses = STATUSES[stage]
-    changed: dict[tuple[str, Status], int] = {}
+    statuses = STAGES[stage]
+    changed: dict[tuple[str, RecordedStatus], int] = {}
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != statuses.started:
@@ -285,7 +264,7 @@ def refuse_stage(
     sessions: sessionmaker[Session], analysis_id: int, stage: str, reason: str
 ) -> None:
     """A queued stage that cannot start ends in error, with the reason as its traceback."""
-    statuses = STATUSES[stage]
+    statuses = STAGES[stage]
     with sessions.begin() as session:
         row = session.get(Analysis, analysis_id, with_for_update=True)
         if row is None or row.status != statuses.queued:

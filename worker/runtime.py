@@ -1,7 +1,7 @@
 """What a worker process needs at hand: its settings, the database, the storage and its model.
 
-Set once per process by `configure` (the worker command does it before Celery starts, and the
-pool's processes inherit it); tasks reach it through `current()`.
+Set once per process by `configure_runtime` (the worker command does it before Celery starts,
+and the pool's processes inherit it); tasks reach it through `current()`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
+from api.store.engine import make_engine
+from worker.activity import connect
 from worker.demo_model import DemoModel, ensure_demo_model, model_files
 from worker.settings import WorkerSettings
 from worker.storage import Storage
-from worker.telemetry import connect
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     storage: Storage
     model: DemoModel
-    # Where sub-task metrics are recorded (worker/telemetry.py): the broker's Redis.
+    # Where sub-task metrics are recorded (worker/activity.py): the broker's Redis.
     redis: Redis
 
     @property
@@ -39,7 +39,7 @@ class Runtime:
 _current: Runtime | None = None
 
 
-def configure(settings: WorkerSettings) -> Runtime:
+def configure_runtime(settings: WorkerSettings) -> Runtime:
     global _current
     storage = Storage(settings.data_dir)
     if settings.model_data_dir is not None:
@@ -65,5 +65,5 @@ def configure(settings: WorkerSettings) -> Runtime:
 
 def current() -> Runtime:
     if _current is None:
-        return configure(WorkerSettings())
+        return configure_runtime(WorkerSettings())
     return _current

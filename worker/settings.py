@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.storage import database_url
+
 
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OASIS_AUTOSCALER_", extra="ignore")
@@ -44,7 +46,7 @@ class WorkerSettings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'api.sqlite3'}"
+        return database_url(self.database_url, self.data_dir)
 
     @property
     def effective_numba_cache_dir(self) -> Path:

@@ -14,6 +14,11 @@ from pathlib import Path
 from worker.atomic import temporary_sibling
 
 
+def database_url(configured: str | None, data_dir: Path) -> str:
+    """The configured database, or by default a SQLite file in the data dir."""
+    return configured or f"sqlite:///{data_dir / 'api.sqlite3'}"
+
+
 class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()

@@ -20,17 +20,18 @@ from celery import Celery, Task, chain, chord
 from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init
 
-from api.configurations import stored_chunking
-from worker import group_guard, records, telemetry
+from api.store.statuses import INPUTS, LOSSES, STAGES
+from worker import activity, group_guard, records
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
-from worker.records import INPUTS, LOSSES, AnalysisFacts
+from worker.records import AnalysisFacts
 from worker.runtime import current
 from worker.settings import WorkerSettings
 from worker.stages import StagePlan, input_generation, losses
 from worker.steps import StepContext, step_for
+from worker.stored_chunking import stored_chunking
 
 log = logging.getLogger(__name__)
 SUB_TASK = "oasis.sub_task"
@@ -42,7 +43,7 @@ COMMIT_WAIT_SECONDS = 0.25
 app = Celery("oasis_autoscaler")
 
 
-def configure(settings: WorkerSettings) -> Celery:
+def configure_app(settings: WorkerSettings) -> Celery:
     """Point the app at the broker with the settings that keep work from being lost."""
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
     app.conf.update(
@@ -83,7 +84,7 @@ def _mark_queued(
         runtime = current()
         queued = records.mark_queued(runtime.sessions, str(headers["id"]))
         if queued is not None:
-            telemetry.record(runtime.redis, queued.queue, queued.stage, "QUEUED")
+            activity.record(runtime.redis, queued.queue, queued.stage, "QUEUED")
 
 
 @app.task(name=GENERATE_INPUTS_TASK, bind=True, max_retries=COMMIT_WAIT_TRIES)
@@ -243,7 +244,7 @@ def sub_task(
         return f"{slug}: the analysis left its {stage} stage; skipped"
     facts = records.read_analysis(sessions, analysis_id)
     assert facts is not None
-    telemetry.record(runtime.redis, facts.queue, stage, "STARTED")
+    activity.record(runtime.redis, facts.queue, stage, "STARTED")
     try:
         output = step_for(stage, slug, chunk)(StepContext(runtime, facts, chunk, chunks))
     except Exception as exc:
@@ -252,13 +253,13 @@ def sub_task(
             if not records.note_retry(sessions, analysis_id, stage, slug, attempt, repr(exc)):
                 # Not counted, as a skipped sub-task: what moved the analysis on counted it.
                 return f"{slug}: the analysis left its {stage} stage; not tried again"
-            telemetry.record(runtime.redis, facts.queue, stage, "RETRIED")
+            activity.record(runtime.redis, facts.queue, stage, "RETRIED")
             delay = runtime.settings.retry_backoff_seconds * 2**self.request.retries
             raise self.retry(
                 exc=exc, countdown=delay, max_retries=runtime.settings.max_retries
             ) from exc
         changed = records.fail_stage(sessions, analysis_id, stage, slug, traceback.format_exc())
-        telemetry.record_many(runtime.redis, facts.queue, changed)
+        activity.record_many(runtime.redis, facts.queue, changed)
         raise
     _finish(facts, stage, slug, output, last=slug == "cleanup", then_run=then_run)
     return output
@@ -271,11 +272,11 @@ def _finish(
     # The last sub-task moves the analysis on: to a queued run when one was asked for.
     analysis_status = None
     if last:
-        analysis_status = LOSSES.queued if then_run else records.STATUSES[stage].done
+        analysis_status = LOSSES.queued if then_run else STAGES[stage].done
     seconds = records.finish_sub_task(
         runtime.sessions, facts.id, stage, slug, output, analysis_status=analysis_status
     )
     if last and then_run:
         app.send_task(RUN_TASK, args=[facts.id], queue=facts.queue)
     if seconds is not None:
-        telemetry.record_completed(runtime.redis, facts.queue, stage, seconds)
+        activity.record_completed(runtime.redis, facts.queue, stage, seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.orm import Base
+from api.store.orm import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

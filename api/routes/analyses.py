@@ -11,13 +11,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 
 from api import db, serialize
-from api.configurations import merge_fields, stored_chunking
+from api.configurations import merge_fields
 from api.errors import bad_request, not_found
 from api.files import check_for_model
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
 from api.metrics import telemetry_redis
-from api.orm import Analysis, Model, Portfolio, SubTask
 from api.queueing import publish, revoke
 from api.replies import Reply
 from api.routes.portfolios import storage
@@ -37,10 +36,13 @@ from api.schemas import (
     binary,
     text,
 )
-from worker import telemetry
+from api.store.orm import Analysis, Model, Portfolio, SubTask
+from api.store.statuses import IN_QUEUE, INPUTS, LOSSES, RecordedStatus
+from worker import activity
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
 from worker.messages import GENERATE_AND_RUN_TASK, GENERATE_INPUTS_TASK, RUN_TASK
+from worker.stored_chunking import stored_chunking
 
 bp = APIBlueprint(
     "analyses",
@@ -258,9 +260,9 @@ def effective_chunking(row: Analysis) -> ChunkingConfiguration:
 
 STAGES: dict[Action, tuple[str, str, str]] = {
     # action: (status while queued, main task, stage whose sub-tasks are replaced)
-    "generate_inputs": ("INPUTS_GENERATION_QUEUED", GENERATE_INPUTS_TASK, ""),
-    "generate_and_run": ("INPUTS_GENERATION_QUEUED", GENERATE_AND_RUN_TASK, ""),
-    "run": ("RUN_QUEUED", RUN_TASK, "losses"),
+    "generate_inputs": (INPUTS.queued, GENERATE_INPUTS_TASK, ""),
+    "generate_and_run": (INPUTS.queued, GENERATE_AND_RUN_TASK, ""),
+    "run": (LOSSES.queued, RUN_TASK, "losses"),
 }
 
 
@@ -309,14 +311,14 @@ def _cancel(analysis_pk: int, action: Action) -> Reply:
     row = get_analysis(analysis_pk)
     _check_can(row, action)
     row.status = after_cancel(row.status)
-    unfinished = [task for task in row.sub_tasks if task.status in serialize.IN_QUEUE]
-    cancelled: Counter[tuple[str, telemetry.Status]] = Counter()
+    unfinished = [task for task in row.sub_tasks if task.status in IN_QUEUE]
+    cancelled: Counter[tuple[str, RecordedStatus]] = Counter()
     for task in unfinished:
         task.status = "CANCELLED"
         cancelled[(task.stage, "CANCELLED")] += 1
     db.session().commit()
     # Counted here, once: a worker that later takes one of their messages skips it uncounted.
-    telemetry.record_many(telemetry_redis(), row.model.queue_name, cancelled)
+    activity.record_many(telemetry_redis(), row.model.queue_name, cancelled)
     # Workers skip a sub-task of a cancelled analysis anyway; revoking also stops running ones.
     revoke([task.task_id for task in unfinished if task.task_id])
     return jsonify(serialize.analysis(row))

@@ -8,10 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api import db, serialize
-from api.configurations import merge, stored
+from api.configurations import merge
 from api.errors import bad_request, not_found
 from api.filters import apply_filters
-from api.orm import Model
 from api.replies import Reply
 from api.schemas import (
     BEARER,
@@ -28,6 +27,8 @@ from api.schemas import (
     Responses,
     ScalingConfigurationUpdate,
 )
+from api.store.configurations import stored
+from api.store.orm import Model
 from scaler.configuration import ScalingConfiguration
 from worker.configuration import ChunkingConfiguration
 

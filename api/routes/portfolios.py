@@ -11,7 +11,6 @@ from api import db, serialize
 from api.errors import not_found
 from api.files import checked_location_file
 from api.filters import apply_filters
-from api.orm import Portfolio
 from api.replies import Reply
 from api.schemas import (
     BEARER,
@@ -26,6 +25,7 @@ from api.schemas import (
     text,
 )
 from api.settings import ApiSettings
+from api.store.orm import Portfolio
 from worker.storage import Storage
 
 bp = APIBlueprint(

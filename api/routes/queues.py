@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api import db, serialize
-from api.orm import Analysis, Model
 from api.queueing import queue_depth
 from api.replies import Reply
 from api.schemas import BEARER, PROTECTED, QueueList, QueueOut, QueueStatus, format_timestamp
+from api.store.orm import Analysis, Model
+from api.store.statuses import ACTIVE, IN_QUEUE
 from worker.presence import live_workers
 
 bp = APIBlueprint(
@@ -27,15 +28,6 @@ bp = APIBlueprint(
     abp_tags=[Tag(name="queues")],
     abp_security=BEARER,
     abp_responses=PROTECTED,
-)
-# Analyses shown by queue-status, as upstream.
-ACTIVE = (
-    "NEW",
-    "INPUTS_GENERATION_QUEUED",
-    "INPUTS_GENERATION_STARTED",
-    "READY",
-    "RUN_QUEUED",
-    "RUN_STARTED",
 )
 
 
@@ -116,8 +108,6 @@ def _ws_analysis(row: Analysis) -> dict[str, Any]:
         "analysis_chunks": row.analysis_chunks,
         "lookup_chunks": row.lookup_chunks,
         "sub_task_count": len(row.sub_tasks),
-        "queue_names": sorted(
-            {t.queue_name for t in row.sub_tasks if t.status in serialize.IN_QUEUE}
-        ),
+        "queue_names": sorted({t.queue_name for t in row.sub_tasks if t.status in IN_QUEUE}),
         "status_count": serialize.status_count(row.sub_tasks).model_dump(),
     }

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from api import db, serialize
 from api.errors import not_found
 from api.filters import apply_filters
-from api.orm import SubTask
 from api.replies import Reply
 from api.schemas import (
     BEARER,
@@ -22,6 +21,7 @@ from api.schemas import (
     TaskQuery,
     text,
 )
+from api.store.orm import SubTask
 
 bp = APIBlueprint(
     "tasks",

@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,9 +22,9 @@ import pytest
 import requests
 from oasislmf.platform_api.client import APIClient
 
-from scaler.keda_client import Answer, KedaClient
-from scaler.local.stack import serving
-from tests.support.servers import free_port, wait_for
+from cli.keda.client import Answer, KedaClient
+from cli.local.launch import grpc_serving, service_argv
+from tests.support.servers import free_port, wait_until
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
@@ -89,8 +87,7 @@ def live(
         "OASIS_AUTOSCALER_COOLDOWN_SECONDS": "3",
         "OASIS_AUTOSCALER_SCALE_DOWN_STABILIZATION_SECONDS": "2",
     }
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
+    command = service_argv(
         "up",
         "--data-dir",
         str(root / "data"),
@@ -100,14 +97,14 @@ def live(
         str(scaler_port),
         "--scaler-metrics-port",
         str(free_port()),
-    ]
+    )
     with (root / "up.log").open("wb") as log:
         up = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         keda = KedaClient(f"127.0.0.1:{scaler_port}")
         try:
             url = f"http://127.0.0.1:{api_port}"
-            wait_for(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
-            wait_for(lambda: serving(f"127.0.0.1:{scaler_port}"), "up's scaler", up)
+            wait_until(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
+            wait_until(lambda: grpc_serving(f"127.0.0.1:{scaler_port}"), "up's scaler", up)
             yield LiveStack(url, keda, up)
         finally:
             keda.close()
@@ -123,7 +120,7 @@ def new_model(stack: LiveStack, scaling: dict[str, Any]) -> tuple[int, str]:
     client.models.scaling_configuration.post(model["id"], scaling)
     queue = str(model["queue_name"])
     # The scaler knows a model at its next read of the API's metrics (every 0.5 s).
-    wait_for(lambda: _known(stack.keda, queue), f"the scaler to know {queue}", deadline=10)
+    wait_until(lambda: _known(stack.keda, queue), f"the scaler to know {queue}", deadline=10)
     return int(model["id"]), queue
 
 

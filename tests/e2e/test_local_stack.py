@@ -14,7 +14,7 @@ import pytest
 import requests
 from oasislmf.platform_api.client import APIClient
 
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import free_port, wait_until
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +111,7 @@ def test_ctrl_c_mid_run_stops_everything_cleanly(
     )
     try:
         url = f"http://127.0.0.1:{args[1]}"
-        wait_for(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
+        wait_until(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
         client = APIClient(api_url=url, username="admin", password="up-password")
         model = client.models.create("OasisLMF", "Local", "1").json()
         client.models.settings.post(model["id"], model_settings())
@@ -123,7 +123,7 @@ def test_ctrl_c_mid_run_stops_everything_cleanly(
         client.analyses.settings.post(analysis, demo_analysis_settings())
         client.analyses.generate_and_run(analysis)
         # Stop while a worker the stand-in started is running a sub-task.
-        wait_for(
+        wait_until(
             lambda: any(
                 t["status"] == "STARTED" for t in client.analyses.sub_task_list(analysis).json()
             ),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,9 +25,9 @@ import psutil
 import pytest
 from oasislmf.platform_api.client import APIClient
 
-from scaler.keda_client import CALL_TIMEOUT_SECONDS, KedaClient
-from scaler.local.stack import serving
-from tests.support.servers import api_server, free_port, redis_server, stop, wait_for
+from cli.keda.client import CALL_TIMEOUT_SECONDS, KedaClient
+from cli.local.launch import grpc_serving, scaler_argv
+from tests.support.servers import api_server, free_port, redis_server, stop_process, wait_until
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +82,7 @@ def kill_listener(port: int) -> None:
     pid = listener(port)
     assert pid is not None, f"nothing listens on {port}"
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: listener(port) is None, f"the port {port} to close")
+    wait_until(lambda: listener(port) is None, f"the port {port} to close")
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +98,22 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             _queued_model(api_url, config): wanted for config, wanted in STRATEGIES.values()
         }
         scaler = _start_scaler(root, scaler_port, api_url)
-        stack.callback(stop, scaler)
-        wait_for(lambda: serving(platform.scaler_address), "the scaler", scaler)
+        stack.callback(stop_process, scaler)
+        wait_until(lambda: grpc_serving(platform.scaler_address), "the scaler", scaler)
         platform.keda = KedaClient(platform.scaler_address)
         stack.callback(platform.keda.close)
         yield platform
 
 
 def _start_scaler(root: Path, port: int, api_url: str) -> subprocess.Popen[bytes]:
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "scaler",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(free_port()),
+    command = scaler_argv(
+        port,
+        free_port(),
         "--scrape-target",
         f"{api_url}/metrics",
         "--max-age-seconds",
         str(MAX_AGE),
-    ]
+    )
     log = (root / "scaler.log").open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -174,7 +169,7 @@ def recovered(platform: Platform) -> bool:
 
 
 def test_every_strategy_answers_before_any_fault(platform: Platform) -> None:
-    wait_for(lambda: recovered(platform), "the first answers", deadline=10)
+    wait_until(lambda: recovered(platform), "the first answers", deadline=10)
     assert_answers_right(platform)
 
 
@@ -185,7 +180,7 @@ def test_redis_killed_then_back(platform: Platform) -> None:
     while time.monotonic() < until:
         assert_answers_right(platform)
     platform.start_redis()
-    wait_for(lambda: recovered(platform), "the scaler after Redis came back", deadline=15)
+    wait_until(lambda: recovered(platform), "the scaler after Redis came back", deadline=15)
     assert_answers_right(platform)
 
 
@@ -198,7 +193,7 @@ def test_the_api_killed_answers_from_memory_then_unavailable_then_recovers(
     while time.monotonic() - killed < MAX_AGE - 1.5:
         assert_answers_right(platform)
     # Older: UNAVAILABLE, quickly, naming the source, so that KEDA's fallback applies.
-    wait_for(
+    wait_until(
         lambda: all(isinstance(a, grpc.RpcError) for a in answers(platform).values()),
         "UNAVAILABLE after max_age",
         deadline=MAX_AGE + 5,
@@ -207,20 +202,20 @@ def test_the_api_killed_answers_from_memory_then_unavailable_then_recovers(
         assert answer.code() is grpc.StatusCode.UNAVAILABLE
         assert "the metrics source has failed" in answer.details()
     # Health follows at the refresher's next read (every 0.5 s): probes see the stale state too.
-    wait_for(lambda: not serving(platform.scaler_address), "NOT_SERVING", deadline=3)
+    wait_until(lambda: not grpc_serving(platform.scaler_address), "NOT_SERVING", deadline=3)
     platform.start_api(f"redis://127.0.0.1:{platform.redis_port}/0")
-    wait_for(lambda: recovered(platform), "the scaler after the API came back", deadline=15)
-    assert serving(platform.scaler_address)
+    wait_until(lambda: recovered(platform), "the scaler after the API came back", deadline=15)
+    assert grpc_serving(platform.scaler_address)
 
 
 def test_both_killed_at_once_then_back(platform: Platform) -> None:
     kill_listener(platform.api_port)
     kill_listener(platform.redis_port)
-    wait_for(
+    wait_until(
         lambda: all(isinstance(a, grpc.RpcError) for a in answers(platform).values()),
         "UNAVAILABLE after max_age",
         deadline=MAX_AGE + 5,
     )
     platform.start_api(platform.start_redis())
-    wait_for(lambda: recovered(platform), "the scaler after both came back", deadline=15)
+    wait_until(lambda: recovered(platform), "the scaler after both came back", deadline=15)
     assert_answers_right(platform)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from api.settings import ApiSettings
-from scaler.manifests import WORKER_SERVICE_ACCOUNT
+from cli.manifests.generator import WORKER_SERVICE_ACCOUNT
 from scaler.settings import ScalerSettings
 from tests.support.kube_manifests import pod_problems, pod_specs, render, validate
 from worker.settings import WorkerSettings

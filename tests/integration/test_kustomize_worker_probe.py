@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from scaler.manifests import worker_manifests
-from scaler.worker_spec import WorkerSpec
+from cli.manifests.generator import worker_manifests
+from cli.manifests.worker_spec import WorkerSpec
 from tests.support.processes import wait_until_unused
 from worker import presence
 

@@ -10,10 +10,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from scaler.samples import INPUT_METRICS, build_states
+from scaler.metric_names import SCALER_INPUTS
+from scaler.samples import build_states
 from scaler.sources import ScrapeSource, text_samples
 from tests.integration.conftest import Call
-from worker import telemetry
+from worker import activity
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,8 @@ def busy_models(api: Call, redis: Redis) -> list[str]:
         path = f"/v2/models/{created.json()['id']}/scaling_configuration/"
         assert api("POST", path, json=scaling).status_code == 200
         queue = created.json()["queue_name"]
-        telemetry.record(redis, queue, "inputs", "QUEUED", 4)
-        telemetry.record_completed(redis, queue, "inputs", 3.0)
+        activity.record(redis, queue, "inputs", "QUEUED", 4)
+        activity.record_completed(redis, queue, "inputs", 3.0)
         queues.append(queue)
     return queues
 
@@ -60,8 +61,8 @@ def test_the_output_holds_exactly_the_asked_samples(api_url: str, busy_models: l
         "oasis_redis_up",
     ]
     assert sample_names(scrape(api_url, asked)) == set(asked)
-    assert sample_names(scrape(api_url, list(INPUT_METRICS))) <= set(INPUT_METRICS)
-    assert "oasis_model_scaling_info" in sample_names(scrape(api_url, list(INPUT_METRICS)))
+    assert sample_names(scrape(api_url, list(SCALER_INPUTS))) <= set(SCALER_INPUTS)
+    assert "oasis_model_scaling_info" in sample_names(scrape(api_url, list(SCALER_INPUTS)))
 
 
 @pytest.mark.parametrize("names", [["no_such_metric"], [""], ["oasis_sub_task_duration_seconds"]])
@@ -80,7 +81,7 @@ def test_the_light_scrape_never_reads_the_sub_task_hashes(
         return int(stats.get("calls", 0))
 
     before = calls("hgetall")
-    light = scrape(api_url, list(INPUT_METRICS))
+    light = scrape(api_url, list(SCALER_INPUTS))
     assert calls("hgetall") == before
     full = scrape(api_url)
     assert calls("hgetall") >= before + 2  # the two sub-task hashes
@@ -110,8 +111,8 @@ def test_the_scrape_asks_for_the_inputs_named_at_request_time(
     try:
         assert set(busy_models) <= set(source())
         # Without the info gauge in the query no model is known: the query follows the tuple.
-        inputs = tuple(name for name in INPUT_METRICS if name != "oasis_model_scaling_info")
-        monkeypatch.setattr("scaler.samples.INPUT_METRICS", inputs)
+        inputs = tuple(name for name in SCALER_INPUTS if name != "oasis_model_scaling_info")
+        monkeypatch.setattr("scaler.metric_names.SCALER_INPUTS", inputs)
         assert source() == {}
     finally:
         source.close()

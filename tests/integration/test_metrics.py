@@ -2,7 +2,7 @@
 
 Models and analyses are made through the HTTP API; the test then plays the parts no HTTP call
 plays: the splitter and the model workers (worker/records.py on the API's database,
-worker/telemetry.py on the same Redis), and Celery's reserved messages.
+worker/activity.py on the same Redis), and Celery's reserved messages.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
 from api.queueing import UNACKED_KEY
+from api.store.engine import make_engine
 from tests.integration.conftest import PASSWORD, ApiProcess
 from tests.support.servers import api_server, binary, free_port
-from worker import records, telemetry
+from worker import activity, records
+from worker.activity import BUCKETS
 from worker.demo_model import demo_locations
 from worker.stages import input_generation
-from worker.telemetry import BUCKETS
 
 pytestmark = pytest.mark.integration
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-# Run times of loss sub-tasks recorded straight through worker/telemetry.py, one per bucket
+# Run times of loss sub-tasks recorded straight through worker/activity.py, one per bucket
 # region: under the first bound, between two, on a bound, above the last.
 LOSS_RUN_TIMES = (0.25, 3.0, 60.0, 50_000.0)
 
@@ -200,32 +200,32 @@ def test_a_scrape_publishes_every_number(
             "INPUTS_GENERATION_QUEUED"
         )
 
-    # The splitter and the workers, as worker/tasks.py drives records and telemetry.
+    # The splitter and the workers, as worker/tasks.py drives records and activity.
     slugs = [spec.slug for spec in input_generation(2).sub_tasks]
     for task_id in split(sessions, running, busy, chunks=2):
         marked = records.mark_queued(sessions, task_id)
         assert marked == records.Queued(busy, "inputs")
-        telemetry.record(redis, marked.queue, marked.stage, "QUEUED")
+        activity.record(redis, marked.queue, marked.stage, "QUEUED")
     assert records.mark_queued(sessions, task_id) is None  # a retry's message is not counted
     for slug in slugs[:2]:
         assert records.start_sub_task(sessions, running, "inputs", slug, "w:1")
-        telemetry.record(redis, busy, "inputs", "STARTED")
+        activity.record(redis, busy, "inputs", "STARTED")
     seconds = records.finish_sub_task(sessions, running, "inputs", slugs[0], "done")
     assert seconds is not None and 0 <= seconds < 60
-    telemetry.record_completed(redis, busy, "inputs", seconds)
+    activity.record_completed(redis, busy, "inputs", seconds)
     assert records.note_retry(sessions, running, "inputs", slugs[1], 1, "boom")
-    telemetry.record(redis, busy, "inputs", "RETRIED")
+    activity.record(redis, busy, "inputs", "RETRIED")
     split(sessions, failed, busy, chunks=1)
     assert records.start_sub_task(sessions, failed, "inputs", slugs[0], "w:2")
-    telemetry.record(redis, busy, "inputs", "STARTED")
+    activity.record(redis, busy, "inputs", "STARTED")
     changed = records.fail_stage(sessions, failed, "inputs", slugs[0], "Traceback: boom")
     assert changed == {("inputs", "ERROR"): 1, ("inputs", "CANCELLED"): 5}
-    telemetry.record_many(redis, busy, changed)
+    activity.record_many(redis, busy, changed)
     split(sessions, cancelled, busy, chunks=1)
     # The API counts the 6 sub-tasks it cancels.
     api.post(f"/v2/analyses/{cancelled}/cancel/")
     for run_time in LOSS_RUN_TIMES:
-        telemetry.record_completed(redis, busy, "losses", run_time)
+        activity.record_completed(redis, busy, "losses", run_time)
 
     # Celery's side of the queue: priority lists, and reserved messages in `unacked`.
     redis.rpush(f"{busy}\x06\x163", "m")

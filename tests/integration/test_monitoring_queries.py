@@ -31,8 +31,8 @@ from protos import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
-from tests.support.servers import api_server, free_port, prometheus_server, wait_for
-from worker import telemetry
+from tests.support.servers import api_server, free_port, prometheus_server, wait_until
+from worker import activity
 from worker.demo_model import demo_locations
 
 pytestmark = pytest.mark.integration
@@ -140,11 +140,11 @@ def keep_busy(stop: threading.Event, redis: Redis, model: str, scaler_port: int)
     with grpc.insecure_channel(f"127.0.0.1:{scaler_port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
         while not stop.is_set():
-            for stage in telemetry.STAGES:
-                telemetry.record(redis, model, stage, "QUEUED")
-                telemetry.record(redis, model, stage, "STARTED")
-                telemetry.record_completed(redis, model, stage, 4.0)
-            telemetry.record(redis, model, "losses", "ERROR")
+            for stage in activity.STAGES:
+                activity.record(redis, model, stage, "QUEUED")
+                activity.record(redis, model, stage, "STARTED")
+                activity.record_completed(redis, model, stage, 4.0)
+            activity.record(redis, model, "losses", "ERROR")
             request = pb.GetMetricsRequest(scaledObjectRef=ref, metricName=metric_name(model))
             stub.GetMetrics(request, timeout=3)
             stub.IsActive(ref, timeout=3)
@@ -163,7 +163,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
             host="127.0.0.1", port=0, metrics_port=0, scrape_targets=[f"{api_url}/metrics", dead]
         )
         with running_scaler(settings) as scaler:
-            wait_for(lambda: scaler.view.get(model) is not None, "the scaler's first read")
+            wait_until(lambda: scaler.view.get(model) is not None, "the scaler's first read")
             busy = threading.Thread(
                 target=keep_busy, args=(stop, redis, model, scaler.port), daemon=True
             )
@@ -193,7 +193,7 @@ def test_the_model_variable_lists_the_model(stack: Stack) -> None:
             )
             return stack.model in reply.json()["data"]
 
-        wait_for(listed, f"{path.name}: the model in its variable", deadline=QUERY_DEADLINE)
+        wait_until(listed, f"{path.name}: the model in its variable", deadline=QUERY_DEADLINE)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[path.stem for path in DASHBOARDS])
@@ -212,7 +212,7 @@ def test_every_panel_query_returns_data(stack: Stack, path: Path) -> None:
         return not pending
 
     try:
-        wait_for(all_answered, f"{path.name}: every panel's data", deadline=QUERY_DEADLINE)
+        wait_until(all_answered, f"{path.name}: every panel's data", deadline=QUERY_DEADLINE)
     except TimeoutError:
         answers = {expr: query(stack.prometheus, expr) for _, expr in pending}
         pytest.fail(f"{path.name}: panels without data: {json.dumps(answers, indent=1)}")

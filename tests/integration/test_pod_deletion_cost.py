@@ -19,7 +19,7 @@ import requests
 from celery import Celery
 
 from tests.support.kube_api import KubeApi, kube_api
-from tests.support.servers import api_server, free_port, wait_for, worker_server
+from tests.support.servers import api_server, free_port, wait_until, worker_server
 from tests.support.tls import CertificateAuthority, Issued, certificate_authority
 from worker.pod_deletion_cost import (
     ANNOTATION,
@@ -223,7 +223,7 @@ def test_a_real_worker_marks_its_pod_around_a_sub_task(
         assert kube.values(NAMESPACE, POD, ANNOTATION) == [], "not marked before a task"
         result = client.send_task(SUB_TASK, args=args, queue=queue)
         assert "skipped" in result.get(timeout=60)
-        wait_for(
+        wait_until(
             lambda: kube.values(NAMESPACE, POD, ANNOTATION) == [BUSY, IDLE],
             "the pod marked busy, then idle",
             deadline=10,

@@ -15,8 +15,9 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
-from api.orm import Analysis, SubTask
+from api.store.engine import make_engine
+from api.store.orm import Analysis, SubTask
+from api.store.statuses import INPUTS
 from tests.integration.conftest import PASSWORD, ApiProcess
 from worker import records
 from worker.demo_model import demo_locations
@@ -75,7 +76,7 @@ def running(post: Callable[..., Any], sessions: sessionmaker[Session]) -> int:
         PLAN,
         task_ids,
         model["queue_name"],
-        expected=records.INPUTS.queued,
+        expected=INPUTS.queued,
         chunks_field="lookup_chunks",
     )
     for slug in (RUNNING, OTHER):
@@ -93,9 +94,9 @@ def test_a_failed_attempt_is_queued_again(sessions: sessionmaker[Session], runni
 def test_no_retry_once_the_analysis_is_cancelled(
     sessions: sessionmaker[Session], running: int, post: Callable[..., Any]
 ) -> None:
-    assert post(f"/v2/analyses/{running}/cancel/")["status"] == records.INPUTS.cancelled
+    assert post(f"/v2/analyses/{running}/cancel/")["status"] == INPUTS.cancelled
     assert_not_retried(sessions, running)
-    assert status(sessions, running) == records.INPUTS.cancelled
+    assert status(sessions, running) == INPUTS.cancelled
 
 
 def test_no_retry_once_another_sub_task_failed_the_stage(
@@ -103,7 +104,7 @@ def test_no_retry_once_another_sub_task_failed_the_stage(
 ) -> None:
     records.fail_stage(sessions, running, STAGE, OTHER, "Traceback: boom")
     assert_not_retried(sessions, running)
-    assert status(sessions, running) == records.INPUTS.error
+    assert status(sessions, running) == INPUTS.error
 
 
 def test_no_retry_of_a_sub_task_that_is_gone(sessions: sessionmaker[Session], running: int) -> None:

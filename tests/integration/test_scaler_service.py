@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +22,13 @@ import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.local.launch import scaler_argv
 from protos import externalscaler_pb2 as pb
 from protos import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import SERVICE_NAME
 from scaler.servicer import metric_name
 from tests.support.published import Publisher, publisher
-from tests.support.servers import binary, free_port, prometheus_server, stop, wait_for
+from tests.support.servers import binary, free_port, prometheus_server, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -147,20 +147,10 @@ def start_scaler(tmp_path: Path) -> Iterator[Callable[..., Scaler]]:
         ) -> Scaler:
             port, metrics_port = free_port(), free_port()
             log = tmp_path / f"scaler-{port}.log"
-            command = [
-                str(Path(sys.executable).with_name("oasis-autoscaler")),
-                "scaler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(metrics_port),
-                *flags,
-            ]
+            command = scaler_argv(port, metrics_port, *flags)
             output = stack.enter_context(log.open("wb"))
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-            stack.callback(stop, process)
+            stack.callback(stop_process, process)
             target = f"127.0.0.1:{port}"
             channel = (
                 grpc.secure_channel(target, credentials)
@@ -169,14 +159,14 @@ def start_scaler(tmp_path: Path) -> Iterator[Callable[..., Scaler]]:
             )
             stack.callback(channel.close)
             scaler = Scaler(process, port, metrics_port, channel, log)
-            wait_for(
+            wait_until(
                 lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).ok,
                 "the scaler",
                 process,
             )
             if ready:
                 # SERVING once the first good read of the source is in.
-                wait_for(
+                wait_until(
                     lambda: scaler.health() == health_pb2.HealthCheckResponse.SERVING,
                     "the scaler's first good read",
                     process,
@@ -403,7 +393,7 @@ def test_replicas_of_the_api_count_once_and_one_is_enough(
 def test_sigterm_stops_promptly_with_a_stream_open(scaler: Scaler) -> None:
     with stream(scaler, IDLE) as reader:
         began = time.monotonic()
-        stop(scaler.process)
+        stop_process(scaler.process)
         assert scaler.process.returncode == 0
         assert time.monotonic() - began < 5
         ended = reader.next(timeout=5)

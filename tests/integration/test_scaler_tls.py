@@ -23,7 +23,7 @@ from scaler.service import running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
 from tests.support.published import publisher
-from tests.support.servers import wait_for
+from tests.support.servers import wait_until
 from tests.support.tls import CertificateAuthority, Issued, certificate_authority, openssl
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def address(pki: Pki) -> Iterator[str]:
             with grpc.secure_channel(target, credentials(pki.authority, pki.client)) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-                wait_for(
+                wait_until(
                     lambda: (
                         stub.Check(request, timeout=CALL_TIMEOUT).status
                         == health_pb2.HealthCheckResponse.SERVING

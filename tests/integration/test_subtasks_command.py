@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
-from api.orm import SubTask
+from api.store.orm import SubTask
 from tests.integration.conftest import PASSWORD
 from tests.support.servers import api_server, free_port
 from worker.stages import input_generation, losses

@@ -15,8 +15,8 @@ import pytest
 from celery import Celery
 from redis import Redis
 
-from scaler.local.pool import WorkerPool
-from scaler.local.supervisor import Child, Supervisor
+from cli.local.pool import WorkerPool
+from cli.local.supervisor import Child, Supervisor
 from tests.support.busy import database_locked
 from worker.messages import GENERATE_INPUTS_TASK
 from worker.presence import live_workers

@@ -1,4 +1,6 @@
-"""Real Redis, PostgreSQL and API processes for tests, on free ports of 127.0.0.1.
+"""Real servers for tests, on free ports of 127.0.0.1: PostgreSQL and Prometheus here, and the
+product's own launchers (Redis, the API, a worker: cli/local/launch.py) under the names the
+tests know.
 
 Each is a context manager that starts the server, polls until it answers (with a deadline), and
 stops it by PID on exit. A missing binary is an error, never a skip: CI must run every test.
@@ -8,45 +10,34 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
-START_DEADLINE = 60.0
+from cli.local.launch import (
+    api_server,
+    free_port,
+    redis_server,
+    stop_process,
+    wait_until,
+    worker_server,
+)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(
-    check: Callable[[], bool],
-    what: str,
-    process: subprocess.Popen[bytes] | None = None,
-    deadline: float = START_DEADLINE,
-) -> None:
-    stop = time.monotonic() + deadline
-    while time.monotonic() < stop:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode} while starting")
-        try:
-            if check():
-                return
-        except (OSError, requests.RequestException):
-            pass
-        time.sleep(0.05)  # polling with a deadline
-    raise TimeoutError(f"{what} did not come up within {deadline} s")
+__all__ = [
+    "api_server",
+    "binary",
+    "free_port",
+    "postgres_server",
+    "prometheus_server",
+    "redis_server",
+    "stop_process",
+    "wait_until",
+    "worker_server",
+]
 
 
 def binary(name: str, *candidates: str) -> str:
@@ -55,50 +46,6 @@ def binary(name: str, *candidates: str) -> str:
         if found:
             return found
     raise RuntimeError(f"{name} is not installed: run .ci/setup (it installs what tests need)")
-
-
-def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def redis_server(directory: Path, port: int | None = None) -> Iterator[str]:
-    """A private Redis (on `port`, or a free one); yields its URL."""
-    port = port or free_port()
-    process = subprocess.Popen(
-        [
-            binary("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _redis_ping(port), "redis-server", process)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(process)
-
-
-def _redis_ping(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
 
 
 def _postgres_bin(tool: str) -> str:
@@ -154,10 +101,10 @@ def postgres_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _pg_ready(port), "postgres", process)
+        wait_until(lambda: _pg_ready(port), "postgres", process)
         yield f"postgresql+psycopg://oasis@127.0.0.1:{port}/postgres"
     finally:
-        stop(process)
+        stop_process(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -183,92 +130,6 @@ def _as(user: str | None, command: list[str]) -> list[str]:
 
 def _run_as(user: str | None, command: list[str]) -> None:
     subprocess.run(_as(user, command), check=True, capture_output=True)
-
-
-@contextmanager
-def api_server(
-    data_dir: Path,
-    *,
-    database_url: str | None,
-    redis_url: str,
-    password: str = "secret-pw",
-    port: int | None = None,
-) -> Iterator[str]:
-    """`oasis-autoscaler api` as a real process (on `port`, or a free one); yields its URL."""
-    port = port or free_port()
-    env = {
-        **os.environ,
-        "OASIS_AUTOSCALER_ADMIN_USERNAME": "admin",
-        "OASIS_AUTOSCALER_ADMIN_PASSWORD": password,
-    }
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "api",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--redis-url",
-        redis_url,
-    ]
-    if database_url:
-        command += ["--database-url", database_url]
-    log = (data_dir.parent / f"api-{port}.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "the API", process)
-        yield url
-    finally:
-        stop(process)
-        log.close()
-
-
-@contextmanager
-def worker_server(
-    data_dir: Path,
-    *,
-    redis_url: str,
-    queue: str,
-    numba_cache_dir: Path,
-    concurrency: int = 1,
-    env: dict[str, str] | None = None,
-    log_path: Path | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`oasis-autoscaler worker` on `queue` as a real process group; yields the process."""
-    settings = {
-        "OASIS_AUTOSCALER_DATA_DIR": str(data_dir),
-        "OASIS_AUTOSCALER_REDIS_URL": redis_url,
-        "OASIS_AUTOSCALER_NUMBA_CACHE_DIR": str(numba_cache_dir),
-        **(env or {}),
-    }
-    command = [
-        str(Path(sys.executable).with_name("oasis-autoscaler")),
-        "worker",
-        "--queue",
-        queue,
-        "--concurrency",
-        str(concurrency),
-    ]
-    log_path = log_path or data_dir.parent / f"worker-{queue}-{free_port()}.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **settings},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(
-            lambda: b" ready." in log_path.read_bytes(), f"worker on {queue}", process, deadline=120
-        )
-        yield process
-    finally:
-        stop(process, grace=30)
-        log.close()
 
 
 @contextmanager
@@ -316,8 +177,8 @@ def prometheus_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, "prometheus", process)
+        wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, "prometheus", process)
         yield url
     finally:
-        stop(process)
+        stop_process(process)
         log.close()

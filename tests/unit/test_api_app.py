@@ -15,9 +15,9 @@ from flask_openapi3 import OpenAPI
 
 from api.app import create_app
 from api.auth import PUBLIC_ENDPOINTS
-from api.db import make_engine
-from api.orm import Base
 from api.settings import ApiSettings
+from api.store.engine import make_engine
+from api.store.orm import Base
 
 PASSWORD = "pw-for-tests"
 

@@ -15,9 +15,9 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from worker.gantt import COLOURS, ERROR_COLOUR, draw_gantt, figure_pixels, row_labels
+from cli.subtasks.gantt import COLOURS, ERROR_COLOUR, draw_gantt, figure_pixels, row_labels
+from cli.subtasks.timeline import Kind, Timeline, build_timeline, parse_sub_tasks
 from worker.stages import losses
-from worker.subtask_timeline import Kind, Timeline, build_timeline, parse_sub_tasks
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 QUEUE = "OasisLMF-PiWind-1"

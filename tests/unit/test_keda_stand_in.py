@@ -11,11 +11,11 @@ from typing import Any
 
 import grpc
 
-from scaler.keda_client import Answer
-from scaler.keda_timing import KedaTiming
-from scaler.local.keda import KedaStandIn
-from scaler.local.pool import PoolCounts
-from scaler.local.stack import kept_password
+from cli.keda.client import Answer
+from cli.keda.timing import KedaTiming
+from cli.local.keda import KedaStandIn
+from cli.local.pool import PoolCounts
+from cli.local.stack import kept_password
 
 FAST = KedaTiming(polling_interval=0.2, hpa_sync_period=0.1, cooldown_period=0.5, max_replicas=5)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.keda_timing import KedaTiming, ScaledObjectModel
+from cli.keda.timing import KedaTiming, ScaledObjectModel
 
 FAST = KedaTiming(
     polling_interval=5,

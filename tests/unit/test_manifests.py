@@ -20,18 +20,18 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler import manifests_command
-from scaler.cli import main
-from scaler.manifests import MODEL_KEY, worker_manifests
-from scaler.quantities import parse_quantity
-from scaler.settings import ScalerSettings
-from scaler.worker_spec import (
+from cli.commands import manifests as manifests_command
+from cli.main import main
+from cli.manifests.generator import MODEL_KEY, worker_manifests
+from cli.manifests.quantities import parse_quantity
+from cli.manifests.worker_spec import (
     DEFAULT_GRACE_SECONDS,
     SCALER_GRPC_PORT,
     Resources,
     WorkerSpec,
     check,
 )
+from scaler.settings import ScalerSettings
 from tests.support.kube_manifests import (
     pod_problems,
     validate,
@@ -79,7 +79,9 @@ def test_default_address_and_grace_follow_the_services_settings() -> None:
     assert visibility == DEFAULT_GRACE_SECONDS == 6 * 3600
 
 
-@pytest.mark.parametrize("module", ["scaler.manifests", "scaler.worker_spec", "scaler.quantities"])
+@pytest.mark.parametrize(
+    "module", ["cli.manifests.generator", "cli.manifests.worker_spec", "cli.manifests.quantities"]
+)
 def test_the_generator_is_pure(module: str) -> None:
     forbidden = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "kubernetes"]
     probe = f"import sys, {module}; print(sorted(m for m in {forbidden!r} if m in sys.modules))"
@@ -468,7 +470,7 @@ def test_the_header_command_prints_the_same_again(spec: WorkerSpec) -> None:
 
 
 def main_parser() -> Any:
-    from scaler.cli import build_parser
+    from cli.main import build_parser
 
     return build_parser()
 

@@ -21,19 +21,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import DuplicateTimeseries
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, migrate
-from api.metrics import (
-    ModelCollector,
-    cumulative_buckets,
-    duration_histogram,
-    reserved_per_queue,
-    routing_key,
-    sub_task_counter,
-)
-from api.orm import Analysis, Model, Portfolio, SubTask
+from api.db import migrate
+from api.metrics import ModelCollector
+from api.metrics.broker import reserved_per_queue, routing_key
+from api.metrics.families import cumulative_buckets, duration_histogram, sub_task_counter
+from api.store.engine import make_engine
+from api.store.orm import Analysis, Model, Portfolio, SubTask
 from tests.support.servers import free_port
-from worker import telemetry
-from worker.telemetry import BUCKETS, bound_field, bucket_bound, counter_field
+from worker import activity
+from worker.activity import BUCKETS, bound_field, bucket_bound, counter_field
 
 Q = "OasisLMF-PiWind-1"
 
@@ -149,7 +145,7 @@ def test_cumulative_buckets(recorded: dict[float, int], count: int, expected: li
 def histogram_fields(
     run_times: list[float], model: str = Q, stage: str = "losses"
 ) -> dict[bytes, bytes]:
-    """The hash as worker/telemetry.record_completed leaves it after these run times."""
+    """The hash as worker/activity.record_completed leaves it after these run times."""
     fields: dict[bytes, bytes] = {}
     for seconds in run_times:
         bound = bucket_bound(seconds)
@@ -273,14 +269,14 @@ FIELD_CASES: list[tuple[str, str, str]] = [
     ("model", "stage"), [c[1:] for c in FIELD_CASES], ids=[c[0] for c in FIELD_CASES]
 )
 def test_fields_read_back_as_written(model: str, stage: str) -> None:
-    for status in telemetry.STATUSES:
-        assert telemetry.parse_counter_field(counter_field(model, stage, status)) == (
+    for status in activity.STATUSES:
+        assert activity.parse_counter_field(counter_field(model, stage, status)) == (
             model,
             stage,
             status,
         )
     for bound in BUCKETS:
-        assert telemetry.parse_duration_field(bound_field(model, stage, bound)) == (
+        assert activity.parse_duration_field(bound_field(model, stage, bound)) == (
             model,
             stage,
             bound,
@@ -288,11 +284,11 @@ def test_fields_read_back_as_written(model: str, stage: str) -> None:
 
 
 def test_recording_without_redis_logs_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    redis = telemetry.connect(f"redis://127.0.0.1:{free_port()}/0")
-    with caplog.at_level(logging.WARNING, logger="worker.telemetry"):
-        telemetry.record(redis, Q, "inputs", "QUEUED")
-        telemetry.record_many(redis, Q, {("inputs", "ERROR"): 1, ("inputs", "CANCELLED"): 3})
-        telemetry.record_completed(redis, Q, "losses", 12.5)
+    redis = activity.connect(f"redis://127.0.0.1:{free_port()}/0")
+    with caplog.at_level(logging.WARNING, logger="worker.activity"):
+        activity.record(redis, Q, "inputs", "QUEUED")
+        activity.record_many(redis, Q, {("inputs", "ERROR"): 1, ("inputs", "CANCELLED"): 3})
+        activity.record_completed(redis, Q, "losses", 12.5)
     assert len(caplog.records) == 3
 
 
@@ -357,7 +353,7 @@ def test_without_redis_the_database_gauges_publish_and_bad_configurations_read_a
         add_analysis(session, shared, "RUN_QUEUED", [])
         add_analysis(session, twin, "RUN_STARTED", ["QUEUED"])
     registry = CollectorRegistry()
-    redis = telemetry.connect(f"redis://127.0.0.1:{free_port()}/0")
+    redis = activity.connect(f"redis://127.0.0.1:{free_port()}/0")
     ModelCollector(sessions, redis, registry=registry)
 
     expected = {
@@ -393,7 +389,7 @@ def test_without_redis_the_database_gauges_publish_and_bad_configurations_read_a
 
 def test_the_collector_registers_once_per_registry(sessions: sessionmaker[Session]) -> None:
     registry = CollectorRegistry()
-    redis = telemetry.connect(f"redis://127.0.0.1:{free_port()}/0")
+    redis = activity.connect(f"redis://127.0.0.1:{free_port()}/0")
     ModelCollector(sessions, redis, registry=registry)
     with pytest.raises(DuplicateTimeseries):
         ModelCollector(sessions, redis, registry=registry)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.cli import main
+from cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAZ = ROOT / "docs" / "examples" / "chaz"

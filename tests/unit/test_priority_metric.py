@@ -9,11 +9,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, migrate
-from api.metrics import ANALYSES_BY_PRIORITY, ModelCollector
-from api.orm import Analysis, Model, Portfolio
+from api.db import migrate
+from api.metrics import ModelCollector
+from api.store.engine import make_engine
+from api.store.orm import Analysis, Model, Portfolio
+from scaler.metric_names import ANALYSES_BY_PRIORITY
 from tests.support.servers import free_port
-from worker import telemetry
+from worker import activity
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ def test_main_tasks_are_counted_per_model_and_priority(
         add_analyses(session, twin, "RUN_STARTED", 2, 3)
     registry = CollectorRegistry()
     ModelCollector(
-        sessions, telemetry.connect(f"redis://127.0.0.1:{free_port()}/0"), registry=registry
+        sessions, activity.connect(f"redis://127.0.0.1:{free_port()}/0"), registry=registry
     )
 
     samples = {
@@ -87,5 +89,5 @@ def test_main_tasks_are_counted_per_model_and_priority(
 def test_the_gauge_is_described_so_a_scrape_can_ask_for_it(
     sessions: sessionmaker[Session],
 ) -> None:
-    collector = ModelCollector(sessions, telemetry.connect("redis://127.0.0.1:1/0"), registry=None)
+    collector = ModelCollector(sessions, activity.connect("redis://127.0.0.1:1/0"), registry=None)
     assert collector.families_for([ANALYSES_BY_PRIORITY]) == frozenset({ANALYSES_BY_PRIORITY})

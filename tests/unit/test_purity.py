@@ -12,15 +12,15 @@ CORES = [
     "scaler.configuration",
     "worker.chunking",
     "worker.configuration",
-    "scaler.plan",
+    "cli.planning",
     "scaler.samples",
     "scaler.freshness",
-    "scaler.keda_timing",
+    "cli.keda.timing",
     "scaler.budget",
     "scaler.state",
-    "scaler.simulate.engine",
-    "scaler.simulate.ours",
-    "scaler.simulate.upstream",
+    "cli.simulate.engine",
+    "cli.simulate.ours",
+    "cli.simulate.upstream",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 

@@ -14,13 +14,15 @@ from pydantic import ValidationError
 from protos import externalscaler_pb2 as pb
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.freshness import SourceHealth
+from scaler.instruments import ScalerMetrics
+from scaler.metric_names import ANALYSES_BY_PRIORITY as BY_PRIORITY
+from scaler.metric_names import SCALER_INPUTS as INPUT_METRICS
 from scaler.refresh import Refresher
-from scaler.samples import BY_PRIORITY, INPUT_METRICS, Sample, build_states
+from scaler.samples import Sample, build_states
 from scaler.servicer import ExternalScalerServicer
 from scaler.settings import ScalerSettings
 from scaler.sources import PROMQL
 from scaler.state import InMemoryStateView, ModelState, with_grants
-from scaler.telemetry import ScalerMetrics
 
 DYNAMIC = ScalingConfiguration(scaling_strategy=ScalingStrategy.DYNAMIC_TASKS, chunks_per_worker=5)
 

@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from scaler.freshness import SourceHealth, SourceRecord, age, stale_reason
+from scaler.instruments import ScalerMetrics
 from scaler.refresh import Refresher
 from scaler.samples import Problem
 from scaler.state import InMemoryStateView, ModelState
-from scaler.telemetry import ScalerMetrics
 
 MODEL = "OasisLMF-PiWind-1"
 SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from scaler.cli import build_parser
+from cli.main import build_parser
 from scaler.settings import ScalerSettings, SourceKind
 
 
@@ -84,7 +84,7 @@ def test_refused(fields: dict[str, Any], message: str) -> None:
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scaler.service_cli import FLAGS
+    from cli.commands.scaler import FLAGS
 
     monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_PORT", "7000")
     monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_INTERVAL_SECONDS", "2")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.cli import main
+from cli.main import main
 
 TRACES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "traces"
 

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli.simulate.engine import ModelRun, Result, Simulation
+from cli.simulate.ours import KedaScaling, max_replicas
+from cli.simulate.trace import Trace
+from cli.simulate.upstream import UpstreamScaling, upstream_desired
+from cli.simulate.workload import analyses_of
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
-from scaler.simulate.engine import ModelRun, Result, Simulation
-from scaler.simulate.ours import KedaScaling, max_replicas
-from scaler.simulate.trace import Trace
-from scaler.simulate.upstream import UpstreamScaling, upstream_desired
-from scaler.simulate.workload import analyses_of
 
 KEDA = {
     "polling_interval": 30,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from worker.subtask_timeline import (
+from cli.subtasks.timeline import (
     Kind,
     Row,
     Span,
@@ -431,7 +431,7 @@ def test_parse_names_the_bad_field(data: Any, field: str) -> None:
 def test_the_core_loads_no_plotting_network_or_database_library() -> None:
     forbidden = ["matplotlib", "requests", "rich", "sqlalchemy", "flask", "celery"]
     probe = (
-        "import sys, worker.subtask_timeline; "
+        "import sys, cli.subtasks.timeline; "
         f"print(sorted(m for m in {forbidden!r} if m in sys.modules))"
     )
     loaded = subprocess.run(

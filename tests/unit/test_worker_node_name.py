@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from worker.cli import node_name
+from cli.commands.worker import node_name
 from worker.settings import WorkerSettings
 
 

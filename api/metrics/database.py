@@ -1,0 +1,106 @@
+"""The metrics' reads of the database: every model with its work, and main tasks by priority.
+
+Two grouped queries count every model's work, however many models there are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, load_only, sessionmaker
+
+from api.store.configurations import stored
+from api.store.orm import Analysis, Model, SubTask
+from api.store.statuses import IN_QUEUE, MAIN_TASK_STATUSES
+from scaler.configuration import ScalingConfiguration
+from worker.messages import model_queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What the database says of one model queue."""
+
+    queue: str
+    scaling: ScalingConfiguration
+    analyses: int
+    pending: int
+
+
+def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
+    """Every model by queue name, with its work counted by two grouped queries (idle: 0)."""
+    with sessions() as session:
+        models = session.scalars(
+            select(Model)
+            .options(
+                load_only(
+                    Model.supplier_id,
+                    Model.model_id,
+                    Model.version_id,
+                    Model.scaling_configuration,
+                )
+            )
+            .order_by(Model.id)
+        ).all()
+        analyses = _per_model(
+            session,
+            select(Analysis.model_id, func.count())
+            .where(Analysis.status.in_(MAIN_TASK_STATUSES))
+            .group_by(Analysis.model_id),
+        )
+        pending = _per_model(
+            session,
+            select(Analysis.model_id, func.count())
+            .select_from(SubTask)
+            .join(Analysis, SubTask.analysis_id == Analysis.id)
+            .where(SubTask.status.in_(IN_QUEUE))
+            .group_by(Analysis.model_id),
+        )
+        states: dict[str, StoredModel] = {}
+        for model in models:
+            state = StoredModel(
+                queue=model.queue_name,
+                scaling=stored(
+                    ScalingConfiguration, model.scaling_configuration, f"model {model.id}"
+                ),
+                analyses=analyses.get(model.id, 0),
+                pending=pending.get(model.id, 0),
+            )
+            states[state.queue] = _same_queue(states.get(state.queue), state)
+        return states
+
+
+def _per_model(session: Session, statement: Select[int, int]) -> dict[int, int]:
+    return {model_id: count for model_id, count in session.execute(statement)}
+
+
+def _same_queue(first: StoredModel | None, other: StoredModel) -> StoredModel:
+    """Two models whose ids join to the same queue name (`a-b`,`c` and `a`,`b-c`) share one
+    queue and its workers: their work adds up, and the first registered one's configuration
+    holds. Publishing both would repeat a series, which Prometheus refuses."""
+    if first is None:
+        return other
+    log.warning("two models share the queue %s: their work is published as one", other.queue)
+    return StoredModel(
+        first.queue, first.scaling, first.analyses + other.analyses, first.pending + other.pending
+    )
+
+
+def read_priorities(sessions: sessionmaker[Session]) -> dict[str, Counter[int]]:
+    """Main tasks per model queue and priority, by one grouped query (for the fleet budget)."""
+    statement = (
+        select(Model.supplier_id, Model.model_id, Model.version_id, Analysis.priority, func.count())
+        .join(Model, Analysis.model_id == Model.id)
+        .where(Analysis.status.in_(MAIN_TASK_STATUSES))
+        .group_by(Model.supplier_id, Model.model_id, Model.version_id, Analysis.priority)
+    )
+    counts: dict[str, Counter[int]] = {}
+    with sessions() as session:
+        for supplier, model, version, priority, count in session.execute(statement):
+            # Two models that spell one queue name share its workers: their counts add up.
+            counts.setdefault(model_queue(supplier, model, version), Counter())[priority] += count
+    return counts

@@ -1,0 +1,458 @@
+"""The discrete-event core: analyses arrive, their sub-tasks queue on their model's queue, pods
+start, take one sub-task at a time and go; a scaling policy sets each model's replica count.
+
+What it models (docs/simulate.md):
+- A stage records all its sub-tasks when it starts (worker/stages.py), queues its split, then
+  its chunks once the split is done, then its join once every chunk is done. A split or join
+  of 0 seconds takes no worker (it is counted, and done at once).
+- A model's queue is first in, first out; a pod runs one sub-task at a time.
+- A replica added becomes a worker after the pod start-up time. A replica removed takes a
+  starting pod first; then the policy decides: idle pods first and busy ones finish their
+  sub-task (ours: pod-deletion-cost), or the newest pods whatever they do, a busy one killed
+  after a grace period and its sub-task delivered again (upstream).
+- Cost is worker-seconds: each pod from its creation to its exit, start-up included.
+
+Pure: time is simulated, nothing waits, nothing is read or written.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cli.simulate.trace import ModelSpec, Trace
+from cli.simulate.workload import AFTER, BEFORE, UPSTREAM_SERIAL, AnalysisWork, analyses_of
+from scaler.budget import MIN_PRIORITY
+
+SPLIT, CHUNK, JOIN = 0, 1, 2
+# With no sub-task done and no arrival for this long, the rest can never run (a model that
+# gets no worker, as FIXED_WORKERS 0): the simulation stops and says how many analyses ended.
+STALL_SECONDS = 6 * 3600.0
+_ARRIVE, _READY, _DONE, _CALL = 0, 1, 2, 3
+
+
+class Policy(Protocol):
+    """Sets each model's replicas; the engine tells it when a model's work changes."""
+
+    name: str
+    # Scale-down takes idle pods first and lets busy ones finish (else: newest pods first).
+    idle_first: bool
+    # Seconds a busy pod removed gets to finish its sub-task; None: as long as it takes.
+    termination_grace: float | None
+
+    def attach(self, sim: Simulation) -> None: ...
+
+    def work_changed(self, model: ModelRun, now: float, woke: bool) -> None:
+        """`model`'s counts changed at `now`; `woke`: it had no analysis before."""
+        ...
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """One analysis on its way through its stages."""
+
+    work: AnalysisWork
+    stage: int = 0
+    chunks_left: int = 0
+    # Sub-tasks the upstream platform has recorded for it so far, completed ones included.
+    recorded: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    run: Run
+    kind: int
+    seconds: float
+    queued: float
+
+
+@dataclass(slots=True, eq=False)
+class Pod:
+    created: float
+    task: Task | None = None
+    started: float = 0.0
+    # Asked to go: it exits when its sub-task ends (or when its grace runs out).
+    leaving: bool = False
+    gone: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class ModelRun:
+    """One model's live state and what has been measured of it."""
+
+    index: int
+    name: str
+    spec: ModelSpec
+    queue: deque[Task] = field(default_factory=deque)
+    starting: list[Pod] = field(default_factory=list)
+    idle: list[Pod] = field(default_factory=list)
+    busy: list[Pod] = field(default_factory=list)
+    leaving_busy: int = 0
+    # The scaling inputs: active analyses, recorded sub-tasks not finished (ours), recorded
+    # sub-tasks of the active analyses, finished ones included (upstream), and the active
+    # analyses by priority.
+    analyses: int = 0
+    pending: int = 0
+    upstream_tasks: int = 0
+    by_priority: list[int] = field(default_factory=lambda: [0] * 11)
+    # Measures.
+    total_analyses: int = 0
+    first_arrival: float = math.inf
+    last_done: float = 0.0
+    waits: int = 0
+    wait_sum: float = 0.0
+    wait_max: float = 0.0
+    worker_seconds: float = 0.0
+    lost_seconds: float = 0.0
+    peak: int = 0
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)
+
+    @property
+    def pods(self) -> int:
+        return len(self.starting) + len(self.idle) + len(self.busy)
+
+    @property
+    def staying(self) -> int:
+        """Pods not asked to go: what the replica count is compared with."""
+        return len(self.starting) + len(self.idle) + len(self.busy) - self.leaving_busy
+
+    @property
+    def priority(self) -> int:
+        """The highest priority among its active analyses (the lowest when it has none)."""
+        for level in range(10, 0, -1):
+            if self.by_priority[level]:
+                return level
+        return MIN_PRIORITY
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    analyses: int
+    sub_tasks: int
+    makespan: float
+    wait_mean: float
+    wait_max: float
+    worker_seconds: float
+    peak_workers: int
+    lost_seconds: float
+    timeline: Sequence[tuple[float, int, int]]
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    policy: str
+    end: float
+    makespan: float
+    worker_seconds: float
+    peak_workers: int
+    models: list[ModelResult]
+    # Analyses that ran to the end (all of them, unless the policy starved one for ever).
+    completed: int = 0
+
+    @property
+    def wait_mean(self) -> float:
+        """Mean queue wait of every sub-task of every model."""
+        total = sum(m.sub_tasks for m in self.models)
+        return sum(m.wait_mean * m.sub_tasks for m in self.models) / total if total else 0.0
+
+
+class Simulation:
+    """One trace under one policy; `run()` plays it to the end and returns the measures."""
+
+    def __init__(
+        self, trace: Trace, policy: Policy, *, label: str | None = None, record: bool = True
+    ) -> None:
+        self.trace = trace
+        self.policy = policy
+        self.label = label or trace.name
+        self.record = record
+        self.now = 0.0
+        self.startup = trace.keda.pod_startup
+        self.models = [
+            ModelRun(index, name, spec) for index, (name, spec) in enumerate(trace.models.items())
+        ]
+        self._works = analyses_of(trace)
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._done = 0
+        self._pods = 0
+        self._peak = 0
+        if not record:
+            self._note = self._note_nothing  # type: ignore[method-assign]
+
+    # --- the policy's handles -------------------------------------------------------------
+
+    def at(self, time: float, call: Callable[[Any, float], None], argument: Any) -> None:
+        """Call `call(argument, time)` at `time`."""
+        self._push(time, _CALL, (call, argument))
+
+    def set_replicas(self, model: ModelRun, replicas: int) -> None:
+        """Make `model`'s pods (those not leaving) number `replicas`."""
+        now = self.now
+        staying = model.staying
+        if replicas == staying:
+            return
+        if replicas > staying:
+            for _ in range(replicas - staying):
+                pod = Pod(now)
+                model.starting.append(pod)
+                self._push(now + self.startup, _READY, (model, pod))
+            self._pods += replicas - staying
+            self._peak = max(self._peak, self._pods)
+            model.peak = max(model.peak, model.pods)
+        elif replicas < staying:
+            self._remove(model, staying - replicas)
+        self._note(model)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        # Arrivals enter the heap one at a time, each pushing the next: a smaller heap.
+        if self._works:
+            self._push(self._works[0].arrival, _ARRIVE, 0)
+        self.policy.attach(self)
+        stop_at = math.inf
+        heap = self._heap
+        pop = heapq.heappop
+        progress = 0.0
+        while heap:
+            time, _, kind, payload = pop(heap)
+            if time > stop_at or time - progress > STALL_SECONDS:
+                break
+            if kind in (_DONE, _ARRIVE):
+                progress = time
+            self.now = time
+            if kind == _DONE:
+                self._finished(*payload)
+            elif kind == _READY:
+                self._ready(*payload)
+            elif kind == _ARRIVE:
+                if payload + 1 < len(self._works):
+                    self._push(self._works[payload + 1].arrival, _ARRIVE, payload + 1)
+                self._arrive(Run(self._works[payload]))
+            else:
+                call, argument = payload
+                call(argument, time)
+            if self._done == len(self._works) and stop_at == math.inf:
+                stop_at = time + self._settle()
+        end = self.now
+        return self._result(end)
+
+    def _settle(self) -> float:
+        """After the last analysis, long enough for any policy to scale every model down."""
+        keda, upstream = self.trace.keda, self.trace.upstream
+        return (
+            keda.cooldown_period
+            + keda.scale_down_stabilization
+            + keda.polling_interval
+            + 2 * keda.hpa_sync_period
+            + upstream.scale_to_zero_delay
+            + upstream.message_delay
+            + self.startup
+            + 1.0
+        )
+
+    def _push(self, time: float, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time, self._seq, kind, payload))
+
+    # --- analyses -------------------------------------------------------------------------
+
+    def _arrive(self, run: Run) -> None:
+        model = self.models[run.work.model]
+        woke = model.analyses == 0
+        model.analyses += 1
+        model.total_analyses += 1
+        model.by_priority[run.work.priority] += 1
+        model.first_arrival = min(model.first_arrival, self.now)
+        self._start_stage(model, run)
+        self._feed(model)
+        self._note(model)
+        self.policy.work_changed(model, self.now, woke)
+
+    def _start_stage(self, model: ModelRun, run: Run) -> None:
+        stage = run.work.stages[run.stage]
+        model.pending += stage.sub_tasks
+        recorded = stage.chunks + UPSTREAM_SERIAL[stage.stage]
+        run.recorded += recorded
+        model.upstream_tasks += recorded
+        if stage.split_seconds:
+            model.queue.append(Task(run, SPLIT, stage.split_seconds, self.now))
+        else:
+            self._progress(model, Task(run, SPLIT, 0.0, self.now))
+
+    def _progress(self, model: ModelRun, task: Task) -> None:
+        """`task` is done: the next sub-tasks of its analysis are queued."""
+        run = task.run
+        stage = run.work.stages[run.stage]
+        if task.kind == SPLIT:
+            model.pending -= BEFORE[stage.stage]
+            run.chunks_left = stage.chunks
+            now = self.now
+            model.queue.extend([Task(run, CHUNK, s, now) for s in stage.chunk_seconds])
+        elif task.kind == CHUNK:
+            model.pending -= 1
+            run.chunks_left -= 1
+            if run.chunks_left == 0:
+                if stage.join_seconds:
+                    model.queue.append(Task(run, JOIN, stage.join_seconds, self.now))
+                else:
+                    self._progress(model, Task(run, JOIN, 0.0, self.now))
+        else:
+            model.pending -= AFTER[stage.stage]
+            run.stage += 1
+            if run.stage < len(run.work.stages):
+                self._start_stage(model, run)
+            else:
+                model.analyses -= 1
+                model.by_priority[run.work.priority] -= 1
+                model.upstream_tasks -= run.recorded
+                model.last_done = self.now
+                self._done += 1
+
+    # --- pods -----------------------------------------------------------------------------
+
+    def _ready(self, model: ModelRun, pod: Pod) -> None:
+        if pod.gone:
+            return  # removed while it was starting
+        model.starting.remove(pod)
+        model.idle.append(pod)
+        self._feed(model)
+        self._note(model)
+
+    def _feed(self, model: ModelRun) -> None:
+        """Idle pods take queued sub-tasks, first in first out."""
+        queue, idle, now = model.queue, model.idle, self.now
+        while idle and queue:
+            pod = idle.pop()
+            task = queue.popleft()
+            wait = now - task.queued
+            model.waits += 1
+            model.wait_sum += wait
+            if wait > model.wait_max:
+                model.wait_max = wait
+            pod.task, pod.started = task, now
+            model.busy.append(pod)
+            self._push(now + task.seconds, _DONE, (model, pod, task))
+
+    def _finished(self, model: ModelRun, pod: Pod, task: Task) -> None:
+        if pod.task is not task:
+            return  # the pod was killed and its sub-task delivered again
+        pod.task = None
+        model.busy.remove(pod)
+        self._progress(model, task)
+        if pod.leaving:
+            model.leaving_busy -= 1
+            self._exit(model, pod)
+        else:
+            model.idle.append(pod)
+        self._feed(model)
+        self._note(model)
+        self.policy.work_changed(model, self.now, False)
+
+    def _remove(self, model: ModelRun, count: int) -> None:
+        # Pods not yet running go first (the ReplicaSet's own preference), newest first.
+        while count and model.starting:
+            self._exit(model, model.starting.pop())
+            count -= 1
+        if not count:
+            return
+        if self.policy.idle_first:
+            while count and model.idle:
+                self._exit(model, model.idle.pop())
+                count -= 1
+            # Busy pods carry a high deletion cost: the newest go first, each after its task.
+            candidates = sorted(
+                (p for p in model.busy if not p.leaving), key=lambda p: p.created, reverse=True
+            )
+        else:
+            candidates = sorted(
+                [*model.idle, *(p for p in model.busy if not p.leaving)],
+                key=lambda p: p.created,
+                reverse=True,
+            )
+        for pod in candidates[:count]:
+            if pod.task is None:
+                model.idle.remove(pod)
+                self._exit(model, pod)
+                continue
+            pod.leaving = True
+            model.leaving_busy += 1
+            grace = self.policy.termination_grace
+            if grace is not None:
+                self.at(self.now + grace, self._kill, (model, pod, pod.task))
+
+    def _kill(self, target: tuple[ModelRun, Pod, Task], now: float) -> None:
+        model, pod, task = target
+        if pod.gone or pod.task is not task:
+            return  # it finished in time
+        model.lost_seconds += now - pod.started
+        pod.task = None
+        model.busy.remove(pod)
+        model.leaving_busy -= 1
+        self._exit(model, pod)
+        # Acknowledged late: the message is delivered again, from the start.
+        task.queued = now
+        model.queue.append(task)
+        self._feed(model)
+        self._note(model)
+
+    def _exit(self, model: ModelRun, pod: Pod) -> None:
+        pod.gone = True
+        model.worker_seconds += self.now - pod.created
+        self._pods -= 1
+
+    # --- measures -------------------------------------------------------------------------
+
+    def _note_nothing(self, model: ModelRun) -> None:
+        pass
+
+    def _note(self, model: ModelRun) -> None:
+        point = (self.now, len(model.queue) + len(model.busy), model.pods)
+        timeline = model.timeline
+        if timeline and timeline[-1][1:] == point[1:]:
+            return
+        if timeline and timeline[-1][0] == point[0]:
+            timeline[-1] = point
+        else:
+            timeline.append(point)
+
+    def _result(self, end: float) -> Result:
+        models = []
+        for model in self.models:
+            # Pods still there at the end count up to it (a floor keeps them for ever).
+            alive = model.starting + model.idle + model.busy
+            worker_seconds = model.worker_seconds + sum(end - pod.created for pod in alive)
+            makespan = model.last_done - model.first_arrival if model.total_analyses else 0.0
+            models.append(
+                ModelResult(
+                    name=model.name,
+                    analyses=model.total_analyses,
+                    sub_tasks=model.waits,
+                    makespan=makespan,
+                    wait_mean=model.wait_sum / model.waits if model.waits else 0.0,
+                    wait_max=model.wait_max,
+                    worker_seconds=worker_seconds,
+                    peak_workers=model.peak,
+                    lost_seconds=model.lost_seconds,
+                    timeline=model.timeline,
+                )
+            )
+        first = min((w.arrival for w in self._works), default=0.0)
+        last = max((m.last_done for m in self.models), default=0.0)
+        return Result(
+            label=self.label,
+            policy=self.policy.name,
+            end=end,
+            makespan=last - first,
+            worker_seconds=sum(m.worker_seconds for m in models),
+            peak_workers=self._peak,
+            models=models,
+            completed=self._done,
+        )

@@ -1,0 +1,126 @@
+"""Our rules: the scaler answers KEDA with each model's grant (strategy, then fleet budget), and
+KEDA and the HPA act on it as `cli.keda.timing` models them.
+
+Each model has a `ScaledObjectModel` stepped at the moments it names (polls and HPA syncs). A
+model with no work and no replica is left alone until work arrives (nothing can happen to it);
+then its polls resume on their grid, and with push activation KEDA wakes it at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cli.keda.timing import ScaledObjectModel
+from cli.simulate.engine import ModelRun, Simulation
+from cli.simulate.trace import ModelSpec, Trace
+from scaler.budget import Claim, allocate
+from scaler.strategies import desired_workers
+
+
+def max_replicas(spec: ModelSpec) -> int:
+    """The ScaledObject's maxReplicaCount: the most the model's strategy can ask for."""
+    scaling = spec.scaling
+    return max(scaling.worker_count_max, scaling.worker_count_fixed, scaling.worker_count_min, 1)
+
+
+class KedaScaling:
+    name = "ours"
+    idle_first = True
+    termination_grace: float | None = None
+
+    def __init__(self, trace: Trace) -> None:
+        self._keda = trace.keda
+        self._limit = trace.budget.total_worker_limit
+        self._sim: Simulation | None = None
+        self._objects: list[ScaledObjectModel] = []
+        # When each model's next step is due; None while it is left alone.
+        self._due: list[float | None] = []
+        self._granted: list[int] = []
+        self._stale = True
+        # Each model's desired count, worked out again only after its work changed.
+        self._desired: list[int | None] = []
+
+    def attach(self, sim: Simulation) -> None:
+        self._sim = sim
+        self._objects = [
+            ScaledObjectModel(self._keda.timing(max_replicas(m.spec))) for m in sim.models
+        ]
+        self._due = [None] * len(sim.models)
+        self._granted = [0] * len(sim.models)
+        self._desired = [None] * len(sim.models)
+        for model in sim.models:
+            if self.desired(model):  # a floor: KEDA keeps it going from the start
+                self._schedule(model, 0.0)
+
+    def desired(self, model: ModelRun) -> int:
+        desired = self._desired[model.index]
+        if desired is None:
+            desired = desired_workers(
+                model.spec.scaling, analyses=model.analyses, pending=model.pending
+            )
+            self._desired[model.index] = desired
+        return desired
+
+    def granted(self, model: ModelRun) -> int:
+        """What the scaler tells KEDA for `model` now."""
+        if self._limit is None:
+            return self.desired(model)
+        if self._stale:
+            self._share()
+        return self._granted[model.index]
+
+    def _share(self) -> None:
+        assert self._sim is not None
+        claims = []
+        for model in self._sim.models:
+            desired = self.desired(model)
+            floor = model.spec.scaling.worker_count_min
+            if desired or floor:
+                claims.append(Claim(model.name, desired, floor, model.spec.weight, model.priority))
+        grants = allocate(claims, self._limit).granted
+        self._granted = [grants.get(model.name, 0) for model in self._sim.models]
+        self._stale = False
+
+    def work_changed(self, model: ModelRun, now: float, woke: bool) -> None:
+        self._stale = True
+        self._desired[model.index] = None
+        if not woke:
+            return
+        scaled = self._objects[model.index]
+        if self._due[model.index] is None:
+            # Left alone until now: its polls and syncs resume on their grid.
+            scaled.next_poll = _next_on_grid(now, self._keda.polling_interval)
+            scaled.next_sync = _next_on_grid(now, self._keda.hpa_sync_period)
+        if self._keda.push and self.granted(model) > 0:
+            # StreamIsActive sends `true` as the model goes from idle to having work.
+            self._apply(model, scaled.push(now))
+        self._schedule(model, scaled.next_due)
+
+    def _step(self, model: ModelRun, now: float) -> None:
+        if self._due[model.index] != now:
+            return  # replaced by an earlier step
+        self._due[model.index] = None
+        scaled = self._objects[model.index]
+        granted = self.granted(model)
+        self._apply(model, scaled.step(now, active=granted > 0, metric=float(granted)))
+        if scaled.replicas or model.analyses or model.pending or self.desired(model):
+            self._schedule(model, scaled.next_due)
+
+    def _apply(self, model: ModelRun, replicas: int) -> None:
+        assert self._sim is not None
+        self._sim.set_replicas(model, replicas)
+
+    def _schedule(self, model: ModelRun, time: float) -> None:
+        assert self._sim is not None
+        due = self._due[model.index]
+        if due is not None and due <= time:
+            return
+        self._due[model.index] = time
+        self._sim.at(time, self._on_due, model)
+
+    def _on_due(self, model: ModelRun, now: float) -> None:
+        self._step(model, now)
+
+
+def _next_on_grid(now: float, period: float) -> float:
+    return math.ceil(now / period) * period
