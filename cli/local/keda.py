@@ -6,7 +6,8 @@ StreamIsActive open for push activation (reconnecting with KEDA's back-off), and
 model's pool of real worker processes to the replica count.
 
 A failed round of calls changes nothing, as in KEDA without a fallback: the HPA keeps the
-replicas it has.
+replicas it has. Any other failure of a model's round (the workers' presence in Redis, starting a
+worker) is shown on the model and the round is tried again with back-off (`cli.local.backoff`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import grpc
 
 from cli.keda.client import KedaClient
 from cli.keda.timing import KedaTiming, ScaledObjectModel
+from cli.local.backoff import Backoff
 from cli.local.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class ModelScaling:
     running: int = 0
     busy: int = 0
     stopping: int = 0
+    # Replicas the machine's worker budget has no room for.
+    not_started: int = 0
 
 
 @dataclass
@@ -55,6 +59,7 @@ class KedaStandIn:
     _wake: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _backoffs: dict[str, Backoff] = field(default_factory=dict)
 
     def add(self, model: str) -> None:
         """Create the model's ScaledObject (as `kubectl apply` would) and its push stream."""
@@ -87,23 +92,31 @@ class KedaStandIn:
     def _run(self) -> None:
         while not self._stopping.is_set():
             for model in self._models():
+                backoff = self._backoffs.setdefault(model, Backoff())
+                if not backoff.due():
+                    continue
                 try:
                     self._poll_if_due(model)
                     self.pool.scale(model, self._replicas(model))
                     self._count(model)
                 except Exception as error:  # one model's trouble stops no other
-                    self._trouble(model, error)
+                    backoff.failed(error)
+                    self._trouble(model, backoff)
+                else:
+                    if backoff.failures:
+                        backoff.succeeded()
+                        with self._lock:
+                            self._shown[model].error = ""
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
 
-    def _trouble(self, model: str, error: Exception) -> None:
-        """Show it, and log it when it is new: it is tried again every tick."""
-        text = f"{type(error).__name__}: {error}"
+    def _trouble(self, model: str, backoff: Backoff) -> None:
+        """Show it, and log it when it is new: it is tried again after a back-off."""
         with self._lock:
             shown = self._shown[model]
-            new, shown.error = shown.error != text, text
+            new, shown.error = shown.error != backoff.error, backoff.error
         if new:
-            log.error("scaling %s failed (tried again every tick): %s", model, text)
+            log.error("scaling %s failed (tried again with back-off): %s", model, backoff.error)
 
     def _models(self) -> list[str]:
         with self._lock:
@@ -118,6 +131,7 @@ class KedaStandIn:
         with self._lock:
             shown = self._shown[model]
             shown.running, shown.busy, shown.stopping = counts.running, counts.busy, counts.stopping
+            shown.not_started = counts.not_started
 
     def _poll_if_due(self, model: str) -> None:
         with self._lock:

@@ -3,6 +3,8 @@
 Each child leads its own process group, so stopping it reaches everything it started (Celery's
 pool, the kernel's pipelines) and a Ctrl-C in the terminal reaches only the supervisor, which then
 stops the children in order: SIGTERM (workers finish their chunk), then SIGKILL after a grace.
+The sessions of the children that run are kept in `sessions_file` for the stack's tether
+(`cli.local.tether`), which ends them if the supervisor's process is killed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cli.local.tether import write_sessions
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Child:
 class Supervisor:
     log_dir: Path
     children: list[Child] = field(default_factory=list)
+    sessions_file: Path | None = None
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +53,21 @@ class Supervisor:
             )
         child = Child(name, process, log)
         self.children.append(child)
+        self._record_sessions()
         return child
+
+    def forget(self, child: Child) -> None:
+        """Drop a child that exited on its own, killing what it left in its group."""
+        _signal_group(child.process, signal.SIGKILL)
+        child.process.wait()
+        if child in self.children:
+            self.children.remove(child)
+        self._record_sessions()
+
+    def _record_sessions(self) -> None:
+        if self.sessions_file is not None:
+            # Each child leads its own session, so its pid names it.
+            write_sessions(self.sessions_file, [c.process.pid for c in self.children])
 
     def stop(self, child: Child, grace: float) -> None:
         """SIGTERM to the child's whole group, SIGKILL after `grace` seconds."""
@@ -61,6 +80,7 @@ class Supervisor:
         # Whatever the child left in its group (a kernel pipeline) goes too.
         _signal_group(child.process, signal.SIGKILL)
         self.children.remove(child)
+        self._record_sessions()
 
     def terminate(self, child: Child) -> None:
         """Ask the child to stop (SIGTERM to its group) and return at once; `reap` finishes."""
@@ -82,6 +102,8 @@ class Supervisor:
                 _signal_group(child.process, signal.SIGKILL)
                 self.children.remove(child)
                 gone.append(child)
+        if gone:
+            self._record_sessions()
         return gone
 
     def stop_together(self, children: list[Child], grace: float) -> None:
