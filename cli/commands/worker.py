@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from worker import presence
     from worker.runtime import configure_runtime
     from worker.settings import WorkerSettings
-    from worker.tasks import configure_app
+    from worker.tasks import configure_app, install_reconciler
 
     settings = settings_from(WorkerSettings, args, FLAGS)
     if not settings.queue:
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             refresh_seconds=settings.presence_refresh_seconds,
         )
     )
+    install_reconciler(settings)
     app.worker_main(
         [
             "worker",

@@ -91,24 +91,28 @@ class KedaStandIn:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            for model in self._models():
-                backoff = self._backoffs.setdefault(model, Backoff())
-                if not backoff.due():
-                    continue
-                try:
-                    self._poll_if_due(model)
-                    self.pool.scale(model, self._replicas(model))
-                    self._count(model)
-                except Exception as error:  # one model's trouble stops no other
-                    backoff.failed(error)
-                    self._trouble(model, backoff)
-                else:
-                    if backoff.failures:
-                        backoff.succeeded()
-                        with self._lock:
-                            self._shown[model].error = ""
+            self.round()
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
+
+    def round(self, now: float | None = None) -> None:
+        """One round over the models: poll the scaler where due, size the pools, count."""
+        for model in self._models():
+            backoff = self._backoffs.setdefault(model, Backoff())
+            if not backoff.due(now):
+                continue
+            try:
+                self._poll_if_due(model)
+                self.pool.scale(model, self._replicas(model))
+                self._count(model)
+            except Exception as error:  # one model's trouble stops no other
+                backoff.failed(error, now)
+                self._trouble(model, backoff)
+            else:
+                if backoff.failures:
+                    backoff.succeeded()
+                    with self._lock:
+                        self._shown[model].error = ""
 
     def _trouble(self, model: str, backoff: Backoff) -> None:
         """Show it, and log it when it is new: it is tried again after a back-off."""
