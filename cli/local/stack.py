@@ -47,6 +47,7 @@ PASSWORD_FILE = "admin-password"
 SETTLED_SECONDS = 60.0
 # A slow start is said every this many seconds while it is waited for.
 SLOW_START_SECONDS = 15.0
+SCALER_GRPC_THREADS = 4096
 # The usual ports, taken when free and no flag names one.
 USUAL_PORTS = {"api_port": 8000, "scaler_port": 9090, "scaler_metrics_port": 9091}
 
@@ -155,6 +156,10 @@ class LocalStack:
             f"{self.api_url}/metrics",
             "--total-worker-limit",
             str(self.budget.workers),
+            # The stand-in keeps each model's StreamIsActive open, as KEDA does, and each open
+            # stream holds a server thread (made only when needed): room for thousands of models.
+            "--grpc-threads",
+            str(SCALER_GRPC_THREADS),
         )
         self._launch(Service("scaler", scaler, {}, lambda: grpc_serving(self.scaler_address)))
         self._start_keda()
