@@ -79,21 +79,12 @@ class WorkerPool:
         """Workers the budget still has room for (every queue's, stopping ones included)."""
         if self.limit is None:
             return 2**31 - 1
-        present = sum(
-            1
-            for children in self._workers.values()
-            for c in children
-            if c in self.supervisor.children
-        )
-        return max(0, self.limit - present)
+        return max(0, self.limit - self.present())
 
     def present(self) -> int:
-        return sum(
-            1
-            for children in self._workers.values()
-            for c in children
-            if c in self.supervisor.children
-        )
+        """Workers of every queue that have not gone yet, stopping ones included."""
+        children = set(map(id, self.supervisor.children))
+        return sum(1 for kids in self._workers.values() for c in kids if id(c) in children)
 
     def not_started(self) -> int:
         return sum(self._not_started.values())

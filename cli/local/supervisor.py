@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,14 @@ class Supervisor:
     log_dir: Path
     children: list[Child] = field(default_factory=list)
     sessions_file: Path | None = None
+    # The stand-in's thread starts and reaps workers while the main thread tends the services.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        with self._lock:
+            return self._start(name, argv, env)
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as out:
@@ -60,9 +67,10 @@ class Supervisor:
         """Drop a child that exited on its own, killing what it left in its group."""
         _signal_group(child.process, signal.SIGKILL)
         child.process.wait()
-        if child in self.children:
-            self.children.remove(child)
-        self._record_sessions()
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+            self._record_sessions()
 
     def _record_sessions(self) -> None:
         if self.sessions_file is not None:
@@ -79,8 +87,10 @@ class Supervisor:
             child.process.wait()
         # Whatever the child left in its group (a kernel pipeline) goes too.
         _signal_group(child.process, signal.SIGKILL)
-        self.children.remove(child)
-        self._record_sessions()
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+            self._record_sessions()
 
     def terminate(self, child: Child) -> None:
         """Ask the child to stop (SIGTERM to its group) and return at once; `reap` finishes."""
@@ -91,6 +101,10 @@ class Supervisor:
     def reap(self, grace: float) -> list[Child]:
         """Forget the stopping children that exited (killing what they left in their group),
         SIGKILL those that outlived `grace`; return the ones forgotten."""
+        with self._lock:
+            return self._reap(grace)
+
+    def _reap(self, grace: float) -> list[Child]:
         gone = []
         for child in list(self.children):
             if child.stopping_since is None:
@@ -125,7 +139,8 @@ class Supervisor:
 
     def exited(self) -> list[Child]:
         """Children that exited without being asked to."""
-        return [c for c in self.children if not c.running and c.stopping_since is None]
+        with self._lock:
+            return [c for c in self.children if not c.running and c.stopping_since is None]
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -1,0 +1,40 @@
+"""The local pool holds the machine's worker budget across models: replicas beyond it are not
+started but counted, and a stopping worker holds its place until it has gone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cli.local.pool import WorkerPool
+from cli.local.supervisor import Supervisor
+
+
+def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
+    pool = WorkerPool(
+        supervisor,
+        command=lambda queue: (["sleep", "60"], {}),
+        presence=lambda queue: [],
+        grace_seconds=5,
+        limit=3,
+    )
+    try:
+        pool.scale("a", 2)
+        pool.scale("b", 2)
+        assert (pool.counts("a").running, pool.counts("a").not_started) == (2, 0)
+        assert (pool.counts("b").running, pool.counts("b").not_started) == (1, 1)
+        assert pool.present() == 3 and pool.not_started() == 1
+        # The tether's file names every child's session.
+        assert len((tmp_path / "sessions").read_text().split()) == 3
+        pool.scale("a", 0)  # both stop; they count until they have gone
+        assert pool.counts("a").stopping == 2
+        stop = time.monotonic() + 10
+        while pool.counts("b").running < 2:
+            assert time.monotonic() < stop, "the room of the stopped workers was never given"
+            pool.scale("b", 2)
+            time.sleep(0.05)  # polling with a deadline
+        assert pool.counts("b").not_started == 0 and pool.present() == 2
+    finally:
+        supervisor.stop_all(grace=5)
+    assert (tmp_path / "sessions").read_text() == ""
