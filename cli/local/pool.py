@@ -71,7 +71,10 @@ class WorkerPool:
         children = [c for c in self._workers.get(queue, []) if c in self.supervisor.children]
         running = [c for c in children if c.stopping_since is None]
         pids = {c.process.pid for c in running}
-        busy = sum(1 for w in self._safe_presence(queue) if w.busy and w.pid in pids)
+        # Asked only of a queue with workers: with a thousand idle models, a thousand reads of
+        # Redis every tick would be the stack's heaviest work.
+        presence = self._safe_presence(queue) if pids else []
+        busy = sum(1 for w in presence if w.busy and w.pid in pids)
         waiting = self._not_started.get(queue, 0)
         return PoolCounts(len(running), busy, len(children) - len(running), waiting)
 

@@ -124,6 +124,8 @@ def register(url: str, token: str, number: int) -> str:
         return str(model["queue_name"])
 
 
+# Registering 1,000 models and the stand-in taking them all in: more than the default 300 s.
+@pytest.mark.timeout(900)
 def test_a_thousand_models_under_kedas_calls(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     api_port, scaler_port = free_port(), free_port()
     env = stack_env(pytestconfig)

@@ -40,7 +40,7 @@ def start_up(tmp_path: Path, pytestconfig: pytest.Config, *flags: str) -> tuple[
 def run_analysis(client: APIClient, model: int, name: str) -> int:
     portfolio = client.portfolios.create(name).json()["id"]
     client.portfolios.location_file.post(
-        portfolio, demo_locations(20).encode(), content_type="text/csv"
+        portfolio, demo_locations(10).encode(), content_type="text/csv"
     )
     analysis = client.analyses.create(name, portfolio, model).json()["id"]
     client.analyses.settings.post(analysis, demo_analysis_settings())
@@ -127,6 +127,8 @@ def _session(process: psutil.Process) -> int | None:
         return None
 
 
+# Two analyses, one after the other: more than the default 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_redis_killed_mid_run_loses_no_work(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     """SIGKILL `up`'s Redis while a chunk runs: `up` restarts it (its queues come back from its
     append-only file) and the analysis completes with the outputs of an undisturbed run."""
@@ -136,7 +138,10 @@ def test_redis_killed_mid_run_loses_no_work(tmp_path: Path, pytestconfig: pytest
         model = client.models.create("OasisLMF", "Broker", "1").json()["id"]
         client.models.settings.post(model, model_settings())
         client.models.chunking_configuration.post(
-            model, {"fixed_lookup_chunks": 2, "fixed_analysis_chunks": 3}
+            model, {"fixed_lookup_chunks": 2, "fixed_analysis_chunks": 2}
+        )
+        client.models.scaling_configuration.post(
+            model, {"scaling_strategy": "FIXED_WORKERS", "worker_count_fixed": 2}
         )
         calm = run_analysis(client, model, "undisturbed")
         wait_until(lambda: status(client, calm) == "RUN_COMPLETED", "the calm run", up, 600)
