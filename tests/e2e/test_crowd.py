@@ -163,12 +163,24 @@ def test_a_thousand_models_under_kedas_calls(tmp_path: Path, pytestconfig: pytes
 
         wait_until(all_seen, "the stand-in showing every model", up, deadline=300)
         peak = max(peak, stack_memory(family))
+        names: dict[str, str] = {}
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
-            names = {
-                m: stub.GetMetricSpec(KedaClient.ref(m), timeout=10).metricSpecs[0].metricName
-                for m in models
-            }
+
+            def scaler_knows_all() -> bool:
+                # The scaler learns the models from the API's metrics, a read after the API.
+                for model in models:
+                    if model not in names:
+                        try:
+                            spec = stub.GetMetricSpec(KedaClient.ref(model), timeout=10)
+                        except grpc.RpcError as error:
+                            if error.code() is grpc.StatusCode.NOT_FOUND:
+                                return False
+                            raise
+                        names[model] = spec.metricSpecs[0].metricName
+                return True
+
+            wait_until(scaler_knows_all, "the scaler knowing every model", up, deadline=120)
         start = time.monotonic() + 3
         context = multiprocessing.get_context("spawn")
         with context.Pool(CLIENTS) as clients:
