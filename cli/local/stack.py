@@ -101,7 +101,7 @@ class LocalStack:
         )
         host = self.settings.host
         self.ports = {
-            name: getattr(self.settings, name) or _usual_or_free(host, USUAL_PORTS[name])
+            name: getattr(self.settings, name) or usual_or_free(host, USUAL_PORTS[name])
             for name in USUAL_PORTS
         }
         self.ports["redis_port"] = self.settings.redis_port or free_port(host)
@@ -331,7 +331,7 @@ def last_line(log: Path) -> str:
     return found[-1] if found else "(empty log)"
 
 
-def _usual_or_free(host: str, usual: int) -> int:
+def usual_or_free(host: str, usual: int) -> int:
     """`usual` when nothing listens on it, else a free port."""
     with socket.socket() as probe:
         try:

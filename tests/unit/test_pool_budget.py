@@ -3,10 +3,12 @@ started but counted, and a stopping worker holds its place until it has gone."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
 from cli.local.pool import WorkerPool
+from cli.local.stack import usual_or_free, last_line
 from cli.local.supervisor import Supervisor
 
 
@@ -38,3 +40,20 @@ def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> N
     finally:
         supervisor.stop_all(grace=5)
     assert (tmp_path / "sessions").read_text() == ""
+
+
+def test_a_usual_port_that_is_taken_gives_way_to_a_free_one() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        other = usual_or_free("127.0.0.1", port)
+        assert other != port
+        with socket.create_server(("127.0.0.1", other)):
+            pass  # it is free
+    assert usual_or_free("127.0.0.1", port) == port  # free again: the usual one
+
+
+def test_the_reason_of_an_exit_is_the_last_line_of_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "scaler.log"
+    log.write_text("starting\nerror: [Errno 98] Address already in use\n\n")
+    assert last_line(log) == "error: [Errno 98] Address already in use"
+    assert last_line(tmp_path / "missing.log") == "(no log)"
