@@ -48,6 +48,7 @@ SETTLED_SECONDS = 60.0
 # A slow start is said every this many seconds while it is waited for.
 SLOW_START_SECONDS = 15.0
 SCALER_GRPC_THREADS = 4096
+SCALER_SCRAPE_TIMEOUT_SECONDS = 5.0
 # The usual ports, taken when free and no flag names one.
 USUAL_PORTS = {"api_port": 8000, "scaler_port": 9090, "scaler_metrics_port": 9091}
 
@@ -160,6 +161,10 @@ class LocalStack:
             # stream holds a server thread (made only when needed): room for thousands of models.
             "--grpc-threads",
             str(SCALER_GRPC_THREADS),
+            # The API shares this machine with the workers' kernels: its /metrics of a thousand
+            # models can take seconds under load, which is a slow read here, not a dead source.
+            "--timeout-seconds",
+            str(SCALER_SCRAPE_TIMEOUT_SECONDS),
         )
         self._launch(Service("scaler", scaler, {}, lambda: grpc_serving(self.scaler_address)))
         self._start_keda()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import random
 import re
 import signal
@@ -162,6 +163,19 @@ def test_a_thousand_models_under_kedas_calls(tmp_path: Path, pytestconfig: pytes
             return len(set(re.findall(r"^(Crowd-M\d{4}-1): ", log, re.M))) == MODELS
 
         wait_until(all_seen, "the stand-in showing every model", up, deadline=300)
+
+        def workers_ready() -> bool:
+            # The floors the budget let start have warmed up (their start is the heaviest work
+            # of the scenario and would otherwise land in the measurement).
+            logs = (tmp_path / "data" / "logs").glob("worker-*.log")
+            return sum(
+                1 for log in logs if " ready." in log.read_text(errors="replace")
+            ) >= 1 and all(
+                " ready." in log.read_text(errors="replace")
+                for log in (tmp_path / "data" / "logs").glob("worker-*.log")
+            )
+
+        wait_until(workers_ready, "the started workers ready", up, deadline=300)
         peak = max(peak, stack_memory(family))
         names: dict[str, str] = {}
         with grpc.insecure_channel(address) as channel:
@@ -174,7 +188,9 @@ def test_a_thousand_models_under_kedas_calls(tmp_path: Path, pytestconfig: pytes
                         try:
                             spec = stub.GetMetricSpec(KedaClient.ref(model), timeout=10)
                         except grpc.RpcError as error:
-                            if error.code() is grpc.StatusCode.NOT_FOUND:
+                            # Not yet known, or its source not read yet on a loaded machine.
+                            known = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
+                            if error.code() in known:
                                 return False
                             raise
                         names[model] = spec.metricSpecs[0].metricName
@@ -198,7 +214,8 @@ def test_a_thousand_models_under_kedas_calls(tmp_path: Path, pytestconfig: pytes
         print(
             f"\n1,000 models, {RATE} calls/s x {SECONDS} s from {CLIENTS} processes: "
             f"GetMetrics p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} calls); "
-            f"{len(failures)} failed; stack memory peak {peak / 1024**3:.2f} GiB"
+            f"{len(failures)} failed; stack memory peak {peak / 1024**3:.2f} GiB; "
+            f"load average {os.getloadavg()[0]:.1f} (a shared machine slows every figure)"
         )
         assert failures == [], failures[:5]
         assert len(latencies) == RATE * SECONDS // 3 or abs(len(latencies) - RATE * SECONDS / 3) < 3
