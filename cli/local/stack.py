@@ -70,8 +70,6 @@ class Service:
     started_at: float = 0.0
     restarts: int = 0
     backoff: Backoff = field(default_factory=Backoff)
-    # Set while the service is down and waits for its restart.
-    down_since: float | None = None
 
 
 @dataclass
@@ -83,11 +81,12 @@ class LocalStack:
     scaler_address: str = ""
     supervisor: Supervisor = field(init=False)
     keda: KedaStandIn | None = None
+    pool: WorkerPool | None = None
     services: dict[str, Service] = field(default_factory=dict)
     say: Callable[[str], None] = print
     budget: Budget = field(init=False)
+    # Ends the children if this process is killed (cli/local/tether.py); it goes with it.
     _tether: subprocess.Popen[bytes] | None = None
-    _worker_exits: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data_dir = self.settings.data_dir.absolute()
@@ -224,7 +223,7 @@ class LocalStack:
             child = service.child
             if child is not None and not child.running and child.stopping_since is None:
                 self.supervisor.forget(child)
-                service.child, service.down_since = None, now
+                service.child = None
                 delay = service.backoff.failed(
                     RuntimeError(
                         f"exited with status {child.process.returncode}: "
@@ -236,7 +235,6 @@ class LocalStack:
             if service.child is None and service.backoff.due(now):
                 self._spawn(service)
                 service.restarts += 1
-                service.down_since = None
                 self.say(f"{service.name} restarted (restart {service.restarts})")
             elif (
                 service.child is not None
@@ -250,14 +248,12 @@ class LocalStack:
                 note = (
                     f"{child.name} exited with status {child.process.returncode} (log: {child.log})"
                 )
-                self._worker_exits = [*self._worker_exits[-4:], note]
                 self.say(note)
 
     def notes(self, now: float) -> list[str]:
         """The stack's own state, for the view: budget, services down or restarted."""
-        pool = getattr(self, "pool", None)
-        present = pool.present() if pool is not None else 0
-        waiting = pool.not_started() if pool is not None else 0
+        present = self.pool.present() if self.pool is not None else 0
+        waiting = self.pool.not_started() if self.pool is not None else 0
         notes = [
             f"worker budget: {self.budget.workers} ({self.budget.reason}); {present} present"
             + (f"; {waiting} wanted but not started (beyond the budget)" if waiting else "")
@@ -307,9 +303,6 @@ class LocalStack:
         workers = [c for c in self.supervisor.children if c.name.startswith("worker-")]
         self.supervisor.stop_together(workers, grace)
         self.supervisor.stop_all(grace)
-        if self._tether is not None:
-            # Nothing is left for it to end; it goes when this process does.
-            self._tether = None
 
 
 def kept_password(data_dir: Path) -> str:
