@@ -12,6 +12,8 @@ worker) is shown on the model and the round is tried again with back-off (`cli.l
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -60,6 +62,7 @@ class KedaStandIn:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _backoffs: dict[str, Backoff] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, model: str) -> None:
         """Create the model's ScaledObject (as `kubectl apply` would) and its push stream."""
@@ -68,17 +71,43 @@ class KedaStandIn:
                 return
             self._objects[model] = ScaledObjectModel(self.timing)
             self._shown[model] = ModelScaling()
-        self._spawn(f"push-{model}", self._follow_stream, model)
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._follow_stream(model), self._loop)
 
     def start(self) -> None:
+        """The polling thread, and one thread whose event loop holds every model's push stream
+        (a thousand models are a thousand streams, not a thousand threads)."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._spawn("keda-push-streams", loop.run_forever)
+        for model in self._models():
+            asyncio.run_coroutine_threadsafe(self._follow_stream(model), loop)
         self._spawn("keda-stand-in", self._run)
 
     def stop(self) -> None:
+        """The polling thread ends first, so no call goes to a closed channel; then the
+        streams, their loop, and the channels."""
         self._stopping.set()
         self._wake.set()
-        self.client.close()  # ends the open streams
+        for thread in self._threads:
+            if thread.name == "keda-stand-in":
+                thread.join(timeout=5)
+        if self._loop is not None:
+            loop = self._loop
+            with contextlib.suppress(Exception):  # the loop may have ended already
+                asyncio.run_coroutine_threadsafe(self._end_streams(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+        self.client.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+    async def _end_streams(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.close_pushes()
 
     def scaling(self) -> dict[str, ModelScaling]:
         with self._lock:
@@ -168,17 +197,19 @@ class KedaStandIn:
             scaled.next_sync = max(scaled.next_sync, now + self.timing.hpa_sync_period)
             self._shown[model].error = f"{error.code().name}: {error.details()}"
 
-    def _follow_stream(self, model: str) -> None:
+    async def _follow_stream(self, model: str) -> None:
         backoff = STREAM_BACKOFF_FIRST
         while not self._stopping.is_set():
             try:
-                for active in self.client.stream(model):
+                async for active in self.client.pushes(model):
                     backoff = STREAM_BACKOFF_FIRST
                     if active:  # KEDA acts only on `true`
                         self._pushed(model)
-            except (grpc.RpcError, ValueError) as error:  # ValueError: the channel was closed
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # refused, reset, the channel closed: reconnect later
                 log.debug("push stream of %s ended: %s", model, error)
-            self._stopping.wait(backoff)
+            await asyncio.sleep(backoff)
             backoff = min(backoff * 2, STREAM_BACKOFF_MAX)
 
     def _pushed(self, model: str) -> None:

@@ -54,6 +54,8 @@ class WorkerPool:
     def scale(self, queue: str, replicas: int) -> None:
         """Start or stop workers of `queue` until `replicas` of them run (as far as the budget
         lets: the rest are counted as not started)."""
+        if replicas == 0 and not self._workers.get(queue) and not self._not_started.get(queue):
+            return  # an idle model with no worker, as most of a thousand are: nothing to do
         self.supervisor.reap(self.grace_seconds)
         running = self._running(queue)
         missing = max(0, replicas - len(running))
@@ -68,6 +70,8 @@ class WorkerPool:
                 self.supervisor.terminate(child)
 
     def counts(self, queue: str) -> PoolCounts:
+        if not self._workers.get(queue):
+            return PoolCounts(not_started=self._not_started.get(queue, 0))
         children = [c for c in self._workers.get(queue, []) if c in self.supervisor.children]
         running = [c for c in children if c.stopping_since is None]
         pids = {c.process.pid for c in running}

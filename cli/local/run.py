@@ -77,6 +77,10 @@ class Watch:
     metrics: Backoff = field(default_factory=Backoff)
     work: dict[str, Any] = field(default_factory=dict)
     next_discovery: float = 0.0
+    # The API's metrics of a thousand models take tens of milliseconds to parse: read them
+    # this often, not at every refresh of the view.
+    read_seconds: float = 2.0
+    next_read: float = 0.0
 
     def tick(self, now: float) -> None:
         if now >= self.next_discovery and self.discovery.due(now):
@@ -89,9 +93,11 @@ class Watch:
             else:
                 self.discovery.succeeded()
             self.next_discovery = now + self.discovery_seconds
-        work = self.metrics.attempt(self.read, now)
-        if work is not None:
-            self.work = work
+        if now >= self.next_read:
+            work = self.metrics.attempt(self.read, now)
+            if work is not None:
+                self.work = work
+            self.next_read = now + self.read_seconds
 
     def notes(self, now: float) -> list[str]:
         shown = (

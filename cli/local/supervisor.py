@@ -21,7 +21,7 @@ from pathlib import Path
 from cli.local.tether import write_sessions
 
 
-@dataclass
+@dataclass(eq=False)  # one object per process: compared by identity, quickly
 class Child:
     name: str
     process: subprocess.Popen[bytes]

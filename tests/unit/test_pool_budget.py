@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from cli.local.pool import WorkerPool
-from cli.local.stack import usual_or_free, last_line
+from cli.local.stack import last_line, usual_or_free
 from cli.local.supervisor import Supervisor
 
 

@@ -8,8 +8,9 @@ first success.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -146,8 +147,12 @@ class FailingClient:
             raise outcome
         return Answer(True, 2.0)
 
-    def stream(self, model: str) -> Iterator[bool]:
-        return iter(())
+    async def pushes(self, model: str) -> AsyncIterator[bool]:
+        await asyncio.Event().wait()  # no push here
+        yield False
+
+    async def close_pushes(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
