@@ -1,4 +1,5 @@
-# The one image of every service: `oasis-autoscaler api`, `... scaler`, `... worker`.
+# The one image of every service: `oasis-autoscaler api`, `... scaler`, `... worker`,
+# `... exporter` (next to an existing OasisPlatform).
 FROM python:3.12-slim
 
 # procps: the Oasis kernel's bash scripts call ps and pgrep. tini: pid 1 that reaps the kernel
@@ -26,6 +27,6 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 USER 10001:10001
-EXPOSE 8000 9090 9091
+EXPOSE 8000 9090 9091 9102
 ENTRYPOINT ["tini", "--", "oasis-autoscaler"]
 CMD ["api"]

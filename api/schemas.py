@@ -210,6 +210,21 @@ class SubTaskOut(BaseModel):
     retry_log: str | None
 
 
+class QueueModelOut(ModelOut):
+    """A model as a queue entry lists it: URLs relative to the API's root, as the platform's."""
+
+    versions: str
+
+
+class ModelVersions(BaseModel):
+    """What runs a model's workers (OasisPlatform's `versions/`)."""
+
+    # Our workers run oasislmf's Python kernel (pytools): no ktools binaries.
+    ver_ktools: str | None
+    ver_oasislmf: str | None
+    ver_platform: str | None
+
+
 class QueueOut(BaseModel):
     name: str
     pending_count: int
@@ -217,7 +232,7 @@ class QueueOut(BaseModel):
     running_count: int
     queue_message_count: int
     worker_count: int
-    models: list[ModelOut]
+    models: list[QueueModelOut]
 
 
 class ModelQuery(BaseModel):

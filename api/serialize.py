@@ -7,7 +7,15 @@ from typing import Any
 
 from flask import request
 
-from api.schemas import AnalysisOut, ModelOut, PortfolioOut, StatusCount, StoredFile, SubTaskOut
+from api.schemas import (
+    AnalysisOut,
+    ModelOut,
+    PortfolioOut,
+    QueueModelOut,
+    StatusCount,
+    StoredFile,
+    SubTaskOut,
+)
 from api.store.orm import Analysis, Model, Portfolio, SubTask
 from api.store.statuses import IN_QUEUE
 
@@ -35,6 +43,18 @@ def model(row: Model) -> dict[str, Any]:
         scaling_configuration=link(base + "scaling_configuration/"),
         chunking_configuration=link(base + "chunking_configuration/"),
     ).model_dump(mode="json")
+
+
+def queue_model(row: Model) -> dict[str, Any]:
+    """A model as queue entries list it: relative URLs and `versions`, as the platform's."""
+    base = f"/v2/models/{row.id}/"
+    body = model(row) | {
+        "settings": base + "settings/",
+        "scaling_configuration": base + "scaling_configuration/",
+        "chunking_configuration": base + "chunking_configuration/",
+        "versions": base + "versions/",
+    }
+    return QueueModelOut.model_validate(body).model_dump(mode="json")
 
 
 def portfolio(row: Portfolio) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from cli.base import USAGE_STATUS, CommandError, print_error
 from cli.commands import (
     api,
     demo,
+    exporter,
     manifests,
     plan,
     scaler,
@@ -29,6 +30,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     api,
     worker,
     scaler,
+    exporter,
     up,
     demo,
     subtasks,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import select
@@ -24,6 +27,7 @@ from api.schemas import (
     ModelOut,
     ModelPath,
     ModelQuery,
+    ModelVersions,
     Responses,
     ScalingConfigurationUpdate,
 )
@@ -91,6 +95,26 @@ def data_files(path: ModelPath) -> Reply:
     """Complex-model data files are not supported: always an empty list."""
     get_model(path.model_pk)
     return jsonify([])
+
+
+@bp.get("/<int:model_pk>/versions/", responses={200: ModelVersions, **NOT_FOUND})
+def versions(path: ModelPath) -> Reply:
+    """What runs the model's workers: this package and the oasislmf kernel (no ktools)."""
+    get_model(path.model_pk)
+    return jsonify(
+        ModelVersions(
+            ver_ktools=None,
+            ver_oasislmf=_installed("oasislmf"),
+            ver_platform=_installed("oasis-autoscaler"),
+        ).model_dump()
+    )
+
+
+def _installed(package: str) -> str | None:
+    try:
+        return package_version(package)
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return None
 
 
 @bp.get("/<int:model_pk>/settings/", responses={200: JsonObject, **NOT_FOUND})

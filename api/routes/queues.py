@@ -1,4 +1,5 @@
-"""/v2/queue/ and /v2/queue-status/: each model's queue with its work, as OasisPlatform shows it."""
+"""/v2/queue/ and /v2/queue-status/: the model queues with activity, as a running OasisPlatform
+lists them (only queues with a worker, a sub-task or a message; model URLs relative)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from api.queueing import queue_depth
 from api.replies import Reply
 from api.schemas import BEARER, PROTECTED, QueueList, QueueOut, QueueStatus, format_timestamp
 from api.store.orm import Analysis, Model
-from api.store.statuses import ACTIVE, IN_QUEUE
+from api.store.statuses import ACTIVE
 from worker.presence import live_workers
 
+# A queue is listed while one of these is above 0.
+ACTIVITY = ("pending_count", "queued_count", "running_count", "queue_message_count", "worker_count")
 bp = APIBlueprint(
     "queues",
     __name__,
@@ -33,7 +36,7 @@ bp = APIBlueprint(
 
 @bp.get("/queue/", responses={200: QueueList})
 def queues() -> Reply:
-    """Every model's queue: sub-task counts from the database, message count from Redis."""
+    """Each model queue with activity: sub-task counts from the database, messages from Redis."""
     return jsonify([entry for entry, _ in _queues()])
 
 
@@ -62,6 +65,9 @@ def queue_status() -> Reply:
 
 
 def _queues() -> list[tuple[dict[str, Any], list[Analysis]]]:
+    """Each model queue with activity (a worker, a sub-task pending, queued or running, or a
+    message), as the platform lists the queues its broker knows: an idle queue is left out, so
+    a model absent from the answer has no work."""
     models = db.session().scalars(select(Model).order_by(Model.id)).all()
     analyses = (
         db.session()
@@ -69,21 +75,24 @@ def _queues() -> list[tuple[dict[str, Any], list[Analysis]]]:
         .all()
     )
     workers = _worker_counts()
+    # Sub-task rows by queue and status, as the platform counts them.
+    counts = Counter((t.queue_name, t.status) for a in analyses for t in a.sub_tasks)
     result = []
     for model in models:
+        queue = model.queue_name
         own = [a for a in analyses if a.model_id == model.id]
-        counts = Counter(t.status for a in own for t in a.sub_tasks)
         entry = QueueOut(
-            name=model.queue_name,
-            pending_count=counts["PENDING"],
-            queued_count=counts["QUEUED"],
-            running_count=counts["STARTED"],
-            queue_message_count=queue_depth(model.queue_name),
-            worker_count=workers[model.queue_name],
+            name=queue,
+            pending_count=counts[queue, "PENDING"],
+            queued_count=counts[queue, "QUEUED"],
+            running_count=counts[queue, "STARTED"],
+            queue_message_count=queue_depth(queue),
+            worker_count=workers[queue],
             models=[],
         ).model_dump(mode="json")
-        entry["models"] = [serialize.model(model)]
-        result.append((entry, own))
+        entry["models"] = [serialize.queue_model(model)]
+        if any(entry[field] for field in ACTIVITY):
+            result.append((entry, own))
     return result
 
 
@@ -108,6 +117,7 @@ def _ws_analysis(row: Analysis) -> dict[str, Any]:
         "analysis_chunks": row.analysis_chunks,
         "lookup_chunks": row.lookup_chunks,
         "sub_task_count": len(row.sub_tasks),
-        "queue_names": sorted({t.queue_name for t in row.sub_tasks if t.status in IN_QUEUE}),
+        # Every queue its sub-tasks use, done ones included, as the platform lists them.
+        "queue_names": sorted({t.queue_name for t in row.sub_tasks}),
         "status_count": serialize.status_count(row.sub_tasks).model_dump(),
     }

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
 from cli.manifests.generator import worker_manifests
+from cli.manifests.platform import platform_specs
 from cli.manifests.worker_spec import WorkerSpec, check
 
 # Spec field -> (flag, type); the flags a spec can be printed back as, in this order.
@@ -32,6 +36,8 @@ SPEC_FLAGS: dict[str, tuple[str, Any]] = {
     "concurrency": ("--concurrency", int),
     "model_data_dir": ("--model-data-dir", str),
     "fallback_replicas": ("--fallback-replicas", int),
+    "deployment": ("--deployment", str),
+    "queue_name": ("--queue", str),
 }
 RESOURCE_FLAGS = {
     "cpu_request": "--cpu-request",
@@ -59,6 +65,10 @@ HELP = {
     "concurrency": "chunks one worker pod runs at once (default 1)",
     "model_data_dir": "the model's data on the shared volume (default: the built-in demo model)",
     "fallback_replicas": "workers while the scaler cannot answer (default: keep those running)",
+    "deployment": "scale this existing worker Deployment (an OasisPlatform's) instead of "
+    "generating one: only the ScaledObject is printed, named after it",
+    "queue_name": "the model's queue as the metrics name it, when not SUPPLIER-MODEL-VERSION "
+    "(an OasisPlatform v2 model's: SUPPLIER-MODEL-VERSION-v2)",
 }
 
 
@@ -72,7 +82,8 @@ def add_parser(subparsers: Any) -> None:
     model = kinds.add_parser(
         "model",
         help="a model's worker Deployment and KEDA ScaledObject",
-        description="Print a model's worker Deployment and its KEDA ScaledObject (external-push "
+        description="Print a model's worker Deployment (or, with --deployment, target an "
+        "existing one) and its KEDA ScaledObject (external-push "
         "trigger to the scaler, AverageValue, HPA tolerance 0), and with --tls the "
         "TriggerAuthentication with KEDA's client certificate. The shared objects (service "
         "account, data volume, secrets, scaler) come from the kustomize base in manifests/.",
@@ -95,6 +106,78 @@ def add_parser(subparsers: Any) -> None:
     for name, flag in RESOURCE_FLAGS.items():
         group.add_argument(flag, dest=name, default=None, metavar="QUANTITY")
     model.set_defaults(func=run, manifests_parser=model)
+    _add_platform_parser(kinds)
+
+
+# The flags `manifests platform` shares with `manifests model`: what is not the Deployment's.
+PLATFORM_FLAGS = (
+    "min_replicas",
+    "max_replicas",
+    "namespace",
+    "scaler_address",
+    "tls",
+    "tls_secret",
+    "polling_interval_seconds",
+    "cooldown_period_seconds",
+    "scale_down_window_seconds",
+    "fallback_replicas",
+)
+
+
+def _add_platform_parser(kinds: Any) -> None:
+    platform = kinds.add_parser(
+        "platform",
+        help="a ScaledObject for each worker Deployment of an existing OasisPlatform",
+        description="Read `kubectl get deployments -l oasislmf/type=worker -o json` (a file, or "
+        "- for stdin) and print, for each OasisPlatform worker Deployment, its ScaledObject "
+        "naming the model by the platform's queue (SUPPLIER-MODEL-VERSION-v2), as `manifests "
+        "model --deployment NAME --queue QUEUE` prints it. --namespace applies to Deployments "
+        "that name none.",
+    )
+    platform.add_argument(
+        "--deployments", required=True, metavar="FILE", help="kubectl's JSON list, or -"
+    )
+    for name in PLATFORM_FLAGS:
+        flag, kind = SPEC_FLAGS[name]
+        if kind is bool:
+            platform.add_argument(flag, dest=name, action="store_true", help=HELP[name])
+        else:
+            platform.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                default=None,
+                metavar=_metavar(name, kind),
+                help=HELP[name],
+            )
+    platform.set_defaults(func=run_platform, manifests_parser=platform)
+
+
+def run_platform(args: argparse.Namespace, console: Console) -> int:
+    parser: argparse.ArgumentParser = args.manifests_parser
+    # Unset flags are None (and --tls False): the spec's defaults hold.
+    given = {
+        name: value
+        for name in PLATFORM_FLAGS
+        if (value := getattr(args, name)) is not None and value is not False
+    }
+    template = WorkerSpec("supplier", "model", "1", **given)
+    try:
+        text = sys.stdin.read() if args.deployments == "-" else Path(args.deployments).read_text()
+        specs, skipped = platform_specs(json.loads(text), template)
+    except (OSError, ValueError) as error:
+        parser.error(f"--deployments: {error}")
+    problems = [(spec, problem) for spec in specs for problem in check(spec)]
+    if problems:
+        parser.error(
+            "; ".join(f"{spec.name}: {_flag(p.field)}: {p.message}" for spec, p in problems)
+        )
+    if not specs:
+        parser.error("--deployments: no OasisPlatform worker Deployment in it")
+    for item in skipped:
+        sys.stderr.write(f"skipped {item.item}: {item.reason}\n")
+    console.file.write("".join(render(spec) for spec in specs))
+    return 0
 
 
 def spec_from(args: argparse.Namespace) -> WorkerSpec:
@@ -148,7 +231,13 @@ def _resource_words(value: object, default: object) -> list[str]:
 def _metavar(name: str, kind: Any) -> str:
     if name.endswith("_seconds"):
         return "SECONDS"
-    special = {"scaler_address": "HOST:PORT", "model_data_dir": "PATH", "tls_secret": "NAME"}
+    special = {
+        "scaler_address": "HOST:PORT",
+        "model_data_dir": "PATH",
+        "tls_secret": "NAME",
+        "deployment": "NAME",
+        "queue_name": "QUEUE",
+    }
     return special.get(name) or ("N" if kind is int else name.upper())
 
 

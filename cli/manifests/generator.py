@@ -35,13 +35,17 @@ RUN_AS = 10001
 
 
 def worker_manifests(spec: WorkerSpec) -> list[Manifest]:
-    """The Deployment, the ScaledObject, and with TLS the TriggerAuthentication, in apply order."""
+    """The Deployment (unless the spec names an existing one), the ScaledObject, and with TLS
+    the TriggerAuthentication, in apply order."""
     problems = check(spec)
     if problems:
         raise ValueError("; ".join(f"{p.field}: {p.message}" for p in problems))
-    manifests = [deployment(spec), scaled_object(spec)]
+    # An existing Deployment (an OasisPlatform's workers) is scaled, not made again.
+    manifests = (
+        [scaled_object(spec)] if spec.deployment else [deployment(spec), scaled_object(spec)]
+    )
     if spec.tls:
-        manifests.insert(1, trigger_authentication(spec))
+        manifests.insert(len(manifests) - 1, trigger_authentication(spec))
     return manifests
 
 

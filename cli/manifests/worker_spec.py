@@ -74,17 +74,22 @@ class WorkerSpec:
     model_data_dir: str | None = None
     # Unset: while the scaler cannot answer, KEDA keeps the replicas that run; else this many.
     fallback_replicas: int | None = None
+    # An existing worker Deployment (an OasisPlatform's): only its ScaledObject is made.
+    deployment: str | None = None
+    # The queue as the publisher names it, when not `<supplier>-<model>-<version>` (an
+    # OasisPlatform v2 model's queue ends in `-v2`).
+    queue_name: str | None = None
     resources: Resources = field(default_factory=Resources)
 
     @property
     def queue(self) -> str:
         """The model's queue name: the scaler's name for the model."""
-        return model_queue(self.supplier, self.model, self.version)
+        return self.queue_name or model_queue(self.supplier, self.model, self.version)
 
     @property
     def name(self) -> str:
         """The Deployment's, the ScaledObject's (and the TriggerAuthentication's) name."""
-        return f"worker-{self.queue}".lower()
+        return self.deployment or f"worker-{self.queue}".lower()
 
     @property
     def effective_scaler_address(self) -> str:
@@ -110,6 +115,7 @@ def check(spec: WorkerSpec) -> list[Problem]:
 
 def _names(spec: WorkerSpec) -> list[Problem]:
     ids = (("supplier", spec.supplier), ("model", spec.model), ("version", spec.version))
+    # The ids name the objects only when no existing Deployment does.
     problems = [
         Problem(
             name,
@@ -118,6 +124,7 @@ def _names(spec: WorkerSpec) -> list[Problem]:
         )
         for name, value in ids
         if not DNS_LABEL.fullmatch(value.lower())
+        and (spec.deployment is None or not value or any(c.isspace() for c in value))
     ]
     if not DNS_LABEL.fullmatch(spec.namespace):
         problems.append(
@@ -127,6 +134,18 @@ def _names(spec: WorkerSpec) -> list[Problem]:
                 "label: lower-case letters, digits and '-')",
             )
         )
+    if spec.deployment is not None and not DNS_LABEL.fullmatch(spec.deployment):
+        problems.append(
+            Problem(
+                "deployment",
+                f"{spec.deployment!r} is not a Deployment name of up to {MAX_NAME} characters "
+                "(lower-case letters, digits and '-')",
+            )
+        )
+    if spec.queue_name is not None and (
+        not spec.queue_name or any(c.isspace() for c in spec.queue_name)
+    ):
+        problems.append(Problem("queue_name", f"{spec.queue_name!r} is not a queue name"))
     if len(spec.name) > MAX_NAME:
         problems.append(
             Problem(

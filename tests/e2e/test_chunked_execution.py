@@ -271,8 +271,9 @@ def run_dir(stack: Stack, analysis: int) -> Path:
 
 
 def stack_queue_depth(stack: Stack, queue: str) -> int:
-    entry = next(q for q in stack.client().queue().json() if q["name"] == queue)
-    return int(entry["queue_message_count"])
+    # A queue with no worker, sub-task nor message is left out, as the platform's.
+    entries = [q for q in stack.client().queue().json() if q["name"] == queue]
+    return int(entries[0]["queue_message_count"]) if entries else 0
 
 
 def test_a_failing_chunk_is_retried_then_reported(

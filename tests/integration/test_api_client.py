@@ -6,7 +6,9 @@ chunking configurations, portfolios, location files, analyses, generate, sub-tas
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +16,11 @@ import redis
 import requests
 from oasislmf.platform_api.client import APIClient
 
+from api.exporter.snapshot import snapshot
 from tests.integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "oasisplatform"
 
 LOCATIONS = (
     "PortNumber,AccNumber,LocNumber,CountryCode,Latitude,Longitude,OccupancyCode,"
@@ -127,6 +131,57 @@ def test_workshop_flow(client: APIClient, model: dict[str, Any], redis_url: str)
     assert [a["analysis"]["id"] for a in entry["analyses"]] == [analysis["id"]]
     depth = next(q for q in client.queue().json() if q["name"] == model["queue_name"])
     assert depth["queue_message_count"] == 1
+
+
+def test_queue_status_has_the_platforms_shape(client: APIClient, model: dict[str, Any]) -> None:
+    """As a running OasisPlatform answers: idle queues left out, relative model URLs with
+    `versions`, and a message the exporter's core reads whole."""
+    queue_name = model["queue_name"]
+    listed = [c["queue"]["name"] for c in client.queue_status().json()["content"]]
+    assert queue_name not in listed, "an idle queue is left out"
+    assert queue_name not in [q["name"] for q in client.queue().json()]
+
+    client.models.settings.post(model["id"], MODEL_SETTINGS)
+    portfolio = client.portfolios.create("shape").json()["id"]
+    client.portfolios.location_file.post(portfolio, LOCATIONS.encode(), content_type="text/csv")
+    analysis = client.analyses.create("shape", portfolio, model["id"]).json()["id"]
+    client.analyses.settings.post(analysis, ANALYSIS_SETTINGS)
+    client.analyses.generate(analysis)
+
+    body = client.queue_status().json()
+    entry = next(c for c in body["content"] if c["queue"]["name"] == queue_name)
+    (listed_model,) = entry["queue"]["models"]
+    base = f"/v2/models/{model['id']}/"
+    assert listed_model["versions"] == base + "versions/"
+    assert listed_model["scaling_configuration"] == base + "scaling_configuration/"
+    assert listed_model["settings"] == base + "settings/"
+    versions = client.api.get(client.api.url_base + listed_model["versions"][1:]).json()
+    assert set(versions) == {"ver_ktools", "ver_oasislmf", "ver_platform"}
+    assert versions["ver_oasislmf"]
+    work = snapshot(body).work(queue_name)
+    # Not split yet: its main task's message is the work, and the analysis counts.
+    assert (work.analyses, work.messages) == (1, 1)
+
+    # The keys a running OasisPlatform 2.5.6 answered with (tests/data/oasisplatform), ours
+    # adding only the model's queue_name.
+    captured = json.loads(
+        (SAMPLES / "queue-status_generate_inputs_queued_no_worker.json").read_text()
+    )
+    platform_entry = captured["content"][0]
+    assert set(body) == set(captured)
+    assert set(entry) == set(platform_entry)
+    assert set(entry["queue"]) == set(platform_entry["queue"])
+    assert set(listed_model) == set(platform_entry["queue"]["models"][0]) | {"queue_name"}
+    (ours,) = entry["analyses"]
+    (theirs,) = platform_entry["analyses"]
+    assert set(ours) == set(theirs)
+    assert set(ours["analysis"]) == set(theirs["analysis"])
+    assert set(ours["analysis"]["status_count"]) == set(theirs["analysis"]["status_count"])
+    (queue_entry,) = [q for q in client.queue().json() if q["name"] == queue_name]
+    platform_queue = json.loads(
+        (SAMPLES / "queue_generate_inputs_queued_no_worker.json").read_text()
+    )
+    assert set(queue_entry) == set(platform_queue[0])
 
 
 def test_upload_inputs_and_create_analysis_helpers(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from cli.local.launch import (
     api_server,
     free_port,
     redis_server,
+    scaler_argv,
+    service_argv,
     stop_process,
     wait_until,
     worker_server,
@@ -30,10 +33,12 @@ from cli.local.launch import (
 __all__ = [
     "api_server",
     "binary",
+    "exporter_server",
     "free_port",
     "postgres_server",
     "prometheus_server",
     "redis_server",
+    "scaler_server",
     "stop_process",
     "wait_until",
     "worker_server",
@@ -182,3 +187,78 @@ def prometheus_server(
     finally:
         stop_process(process)
         log.close()
+
+
+@contextmanager
+def exporter_server(
+    directory: Path,
+    *,
+    platform_url: str,
+    websocket_url: str,
+    username: str | None = None,
+    password: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`oasis-autoscaler exporter` as a real process on a free port; yields its base URL and
+    the process. The password goes through a file, as a mounted Secret would. It is up once it
+    answers /healthz at all (503 until it has read the platform)."""
+    port = free_port()
+    command = service_argv(
+        "exporter",
+        "--platform-url",
+        platform_url,
+        "--websocket-url",
+        websocket_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+    if username is not None:
+        command += ["--username", username]
+    if password is not None:
+        secret = directory / f"exporter-password-{port}"
+        secret.write_text(password)
+        command += ["--password-file", str(secret)]
+    log = (directory / f"exporter-{port}.log").open("wb")
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: requests.get(f"{url}/healthz", timeout=1).status_code in (200, 503),
+            "the exporter",
+            process,
+        )
+        yield url, process
+    finally:
+        stop_process(process)
+        log.close()
+
+
+@contextmanager
+def scaler_server(
+    directory: Path, targets: list[str], *, max_age_seconds: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`oasis-autoscaler scaler` scraping `targets` as a real process; yields its gRPC address
+    once it listens (its health is NOT_SERVING until it has read the targets)."""
+    port = free_port()
+    flags = ["--max-age-seconds", str(max_age_seconds)]
+    for target in targets:
+        flags += ["--scrape-target", target]
+    log = (directory / f"scaler-{port}.log").open("wb")
+    process = subprocess.Popen(
+        scaler_argv(port, free_port(), *flags), stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(lambda: _listening(port), "the scaler", process)
+        yield f"127.0.0.1:{port}", process
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True

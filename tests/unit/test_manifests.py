@@ -248,6 +248,25 @@ def test_every_object_is_valid(spec: WorkerSpec) -> None:
         validate(doc)
 
 
+PLATFORM_PIWIND = replace(
+    PIWIND, deployment="worker-oasislmf-piwind-1", queue_name="OasisLMF-PiWind-1-v2"
+)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_an_existing_deployment_gets_only_its_scaled_object(tls: bool) -> None:
+    docs = worker_manifests(replace(PLATFORM_PIWIND, tls=tls))
+    kinds = [d["kind"] for d in docs]
+    assert kinds == (["TriggerAuthentication", "ScaledObject"] if tls else ["ScaledObject"])
+    scaled = docs[-1]
+    assert scaled["metadata"]["name"] == "worker-oasislmf-piwind-1"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "worker-oasislmf-piwind-1"
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"][MODEL_KEY] == "OasisLMF-PiWind-1-v2"
+    for doc in docs:
+        validate(doc)
+
+
 # --- refusals -------------------------------------------------------------------------------
 
 REFUSALS: list[tuple[str, WorkerSpec, str]] = [
@@ -275,6 +294,8 @@ REFUSALS: list[tuple[str, WorkerSpec, str]] = [
     ("image with a space", replace(PIWIND, image="oasis autoscaler"), "image"),
     ("bad secret name", replace(PIWIND, tls=True, tls_secret="Client_TLS"), "tls_secret"),
     ("relative model data", replace(PIWIND, model_data_dir="models/piwind"), "model_data_dir"),
+    ("bad deployment name", replace(PIWIND, deployment="Worker_PiWind"), "deployment"),
+    ("queue with a space", replace(PIWIND, queue_name="Oasis LMF"), "queue_name"),
     ("bad cpu", replace(PIWIND, resources=Resources(cpu_request="lots")), "resources.cpu_request"),
     (
         "zero memory",
@@ -455,6 +476,8 @@ SPECS = st.builds(
     fallback_replicas=st.none() | st.integers(0, 5),
     model_data_dir=st.none() | st.just("/data/models/x"),
     resources=st.sampled_from([Resources(), Resources("250m", "1", "512Mi", "1Gi")]),
+    deployment=st.none() | st.just("worker-existing-1"),
+    queue_name=st.none() | st.just("Existing-Model-1-v2"),
 )
 
 
@@ -486,4 +509,4 @@ def test_shipped_examples_are_what_the_command_prints(
 
 
 def test_examples_exist() -> None:
-    assert {p.parent.name for p in EXAMPLES} == {"piwind", "piwind-tls"}
+    assert {p.parent.name for p in EXAMPLES} == {"piwind", "piwind-tls", "oasisplatform-piwind"}

@@ -21,6 +21,7 @@ CORES = [
     "cli.simulate.engine",
     "cli.simulate.ours",
     "cli.simulate.upstream",
+    "api.exporter.snapshot",
 ]
 FORBIDDEN = ["flask", "celery", "grpc", "redis", "sqlalchemy", "kombu", "prometheus_client"]
 
@@ -32,3 +33,15 @@ def test_core_imports_no_service_framework(module: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]", f"{module} pulls in {loaded}"
+
+
+def test_the_exporter_imports_no_flask() -> None:
+    """The exporter publishes for a platform that has its own API: no web framework of ours."""
+    probe = (
+        "import sys, cli.commands.exporter, api.exporter.service; "
+        "print(sorted(m for m in ('flask', 'sqlalchemy', 'celery') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", f"the exporter pulls in {loaded}"
