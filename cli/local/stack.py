@@ -128,7 +128,7 @@ class LocalStack:
         self.redis_url = f"redis://{host}:{redis_port}/0"
         self.api_url = f"http://{host}:{api_port}"
         self.scaler_address = f"{host}:{scaler_port}"
-        self._launch(
+        self.launch(
             Service(
                 "redis",
                 redis_argv(host, redis_port, folder, persistent=True),
@@ -136,7 +136,7 @@ class LocalStack:
                 lambda: redis_answers(host, redis_port),
             )
         )
-        self._launch(
+        self.launch(
             Service(
                 "api",
                 service_argv("api", "--host", host, "--port", str(api_port)),
@@ -165,10 +165,10 @@ class LocalStack:
             "--timeout-seconds",
             str(SCALER_SCRAPE_TIMEOUT_SECONDS),
         )
-        self._launch(Service("scaler", scaler, {}, lambda: grpc_serving(self.scaler_address)))
+        self.launch(Service("scaler", scaler, {}, lambda: grpc_serving(self.scaler_address)))
         self._start_keda()
 
-    def _launch(self, service: Service) -> None:
+    def launch(self, service: Service) -> None:
         """Start the service and wait until it answers: a slow start is said and waited for,
         an exit is a StartFailed naming its reason and log."""
         self.services[service.name] = service
