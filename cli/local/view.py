@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -20,14 +20,10 @@ class Work:
 
 
 def read_work(api_url: str) -> dict[str, Work]:
-    """Each model's analyses and pending sub-tasks, from the API's /metrics (empty on error)."""
-    try:
-        response = requests.get(
-            f"{api_url}/metrics", params={"name[]": [ANALYSES, PENDING]}, timeout=2
-        )
-        response.raise_for_status()
-    except requests.RequestException:
-        return {}
+    """Each model's analyses and pending sub-tasks, from the API's /metrics. Raises on any
+    failure (refused, timed out, 5xx, not the text format): the caller shows it and retries."""
+    response = requests.get(f"{api_url}/metrics", params={"name[]": [ANALYSES, PENDING]}, timeout=2)
+    response.raise_for_status()
     numbers: dict[str, dict[str, float]] = {}
     for sample in text_samples(response.text):
         model = sample.labels.get(MODEL_LABEL)
@@ -39,8 +35,17 @@ def read_work(api_url: str) -> dict[str, Work]:
     }
 
 
-def table(scaling: Mapping[str, ModelScaling], work: Mapping[str, Work]) -> Table:
-    view = Table(title="oasis-autoscaler: models and their workers", title_justify="left")
+def table(
+    scaling: Mapping[str, ModelScaling], work: Mapping[str, Work], notes: Sequence[str] = ()
+) -> Table:
+    """The models' table; `notes` (the stack's own state: budget, failing calls, restarts) go
+    under it."""
+    view = Table(
+        title="oasis-autoscaler: models and their workers",
+        title_justify="left",
+        caption="\n".join(notes) or None,
+        caption_justify="left",
+    )
     for column in ("model", "analyses", "pending chunks", "desired", "replicas"):
         view.add_column(column, justify="left" if column == "model" else "right")
     view.add_column("workers (busy)", justify="right")
@@ -56,7 +61,7 @@ def table(scaling: Mapping[str, ModelScaling], work: Mapping[str, Work]) -> Tabl
             str(shown.replicas),
             f"{shown.running} ({shown.busy})",
             str(shown.stopping),
-            f"[red]{shown.error}[/]" if shown.error else ("active" if shown.active else "idle"),
+            _note(shown),
         )
     if not scaling:
         view.add_row("(no model registered yet)", "", "", "", "", "", "", "")
@@ -68,8 +73,16 @@ def line(model: str, shown: ModelScaling, work: Work) -> str:
         f"{model}: analyses {work.analyses}, pending chunks {work.pending}, desired "
         f"{shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
         f"({shown.busy} busy, {shown.stopping} stopping)"
+        + (f", {shown.not_started} not started (worker budget)" if shown.not_started else "")
         + (f", {shown.error}" if shown.error else "")
     )
+
+
+def _note(shown: ModelScaling) -> str:
+    parts = [f"[red]{shown.error}[/]"] if shown.error else ["active" if shown.active else "idle"]
+    if shown.not_started:
+        parts.append(f"[yellow]{shown.not_started} not started (worker budget)[/]")
+    return ", ".join(parts)
 
 
 def changes(
