@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console
 
 from cli.local.keda import ModelScaling
@@ -21,12 +23,10 @@ def test_a_line_tells_waiting_for_a_stage_from_waiting_for_a_worker() -> None:
 
 
 def test_the_table_shows_the_queued_or_running_column() -> None:
-    console = Console(width=200, record=True)
+    console = Console(file=io.StringIO(), width=200, record=True)
     console.print(table({"M-1-1": SCALING}, {"M-1-1": WORK}))
-    rows = [
-        [cell.strip() for cell in row.split("│")[1:-1]]
-        for row in console.export_text().splitlines()
-    ]
+    lines = console.export_text().splitlines()
+    rows = [[cell.strip() for cell in re.split("[│┃]", row)[1:-1]] for row in lines]
     header = next(row for row in rows if row and row[0] == "model")
     model = next(row for row in rows if row and row[0] == "M-1-1")
     shown = dict(zip(header, model, strict=True))
