@@ -1,4 +1,5 @@
-"""Uploaded files kept in the data dir; location files are checked as CSV and their rows counted."""
+"""Uploaded files kept in the data dir; location files are checked as CSV and as the kernel will
+read them (`worker.exposure`), and their rows counted."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import io
 import os
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError, bad_request
+from worker.exposure import ExposureError, check_location_file, keyed_coverage_types
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -85,4 +87,19 @@ def checked_location_file(
     if rows == 0:
         path.unlink()
         raise bad_request("file", "The location file has no data rows.")
+    try:
+        check_location_file(path, coverage_types=None)
+    except ExposureError as exc:
+        path.unlink()
+        raise bad_request("file", f"The kernel cannot use this location file: {exc}.") from None
     return stored, rows
+
+
+def check_for_model(path: Path, model_settings: dict[str, Any] | None) -> None:
+    """Refuse (400) a stored location file the model's lookup and oasislmf cannot use."""
+    try:
+        check_location_file(path, coverage_types=keyed_coverage_types(model_settings))
+    except ExposureError as exc:
+        raise bad_request(
+            "location_file", f"The model's lookup and oasislmf cannot use it: {exc}."
+        ) from None

@@ -9,6 +9,10 @@ Rules, in order (docs/budget.md):
 3. The rest goes by priority (10 first, as upstream's 1-10): a priority level is served fully
    before a lower one gets more, and within a level by weighted max-min fair share (water
    filling), whole workers left over going to the largest fractional shares, then by name.
+4. The budget holds for pods: workers still present (busy, or draining after a scale-down) count
+   against it until they leave. A model keeps what it is granted up to the workers it has; a
+   grant above them is given only from what the present workers leave free, by rules 2-3, so a
+   share freed by a scale-down goes elsewhere as its workers leave, not before.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
@@ -73,8 +77,20 @@ class Allocation:
         return sum(self.granted.values())
 
 
-def allocate(claims: Iterable[Claim], limit: int | None) -> Allocation:
-    """Each model's share of `limit` workers (None: no budget, every model gets its desired)."""
+def allocate(
+    claims: Iterable[Claim],
+    limit: int | None,
+    *,
+    present: Mapping[str, int] | None = None,
+    staying: Mapping[str, int] | None = None,
+) -> Allocation:
+    """Each model's share of `limit` workers (None: no budget, every model gets its desired).
+
+    Rule 4: `present` holds the workers each model has against the budget now (draining ones
+    and those already asked for included; models without a claim too), and `staying` those of
+    them it keeps without asking anew (not draining; `present` when omitted). None shares the
+    budget as if no worker were running.
+    """
     ordered = sorted(claims, key=lambda claim: claim.model)
     names = [claim.model for claim in ordered]
     if len(set(names)) != len(names):
@@ -91,7 +107,36 @@ def allocate(claims: Iterable[Claim], limit: int | None) -> Allocation:
     if left > 0:
         _by_priority(ordered, granted, left)
     starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
+    if present:
+        granted = _held(ordered, granted, present, staying or present, limit)
     return Allocation(granted, limit, floors, max(0, -left), starved)
+
+
+def _held(
+    claims: list[Claim],
+    shares: Mapping[str, int],
+    present: Mapping[str, int],
+    staying: Mapping[str, int],
+    limit: int,
+) -> dict[str, int]:
+    """The shares, each above the workers the model keeps only by what the budget has free
+    while every present worker counts against it."""
+    if any(count < 0 for count in (*present.values(), *staying.values())):
+        raise ValueError("present worker counts must be 0 or more")
+    kept = {c.model: max(min(shares[c.model], staying.get(c.model, 0)), c.floor) for c in claims}
+    # Draining workers hold their place until they leave; floors hold in every case.
+    held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
+    held += sum(count for model, count in kept.items() if model not in present)
+    free = max(limit - held, 0)
+    growing = [c for c in claims if shares[c.model] > kept[c.model]]
+    if not growing or not free:
+        return kept
+    # Only the models that grow share what is free, by rules 2-3 again, from what they keep.
+    wanting = [
+        Claim(c.model, shares[c.model], kept[c.model], c.weight, c.priority) for c in growing
+    ]
+    grown = allocate(wanting, sum(kept[c.model] for c in growing) + free).granted
+    return {**kept, **grown}
 
 
 def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:

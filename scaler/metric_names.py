@@ -15,6 +15,9 @@ PRIORITY_LABEL = "priority"
 
 ANALYSES = "oasis_model_analyses"
 PENDING = "oasis_model_pending_sub_tasks"
+RECORDED = "oasis_model_recorded_sub_tasks"
+QUEUED_OR_RUNNING = "oasis_model_queued_or_running_sub_tasks"
+WORKER_SLOTS = "oasis_model_worker_slots"
 QUEUE_MESSAGES = "oasis_model_queue_messages"
 SCALING_INFO = "oasis_model_scaling_info"
 WORKERS = "oasis_model_workers"
@@ -32,11 +35,15 @@ SCALING_GAUGES: Mapping[str, str] = {
     "oasis_model_chunks_per_worker": "chunks_per_worker",
 }
 # A model's work, as the scaling strategies count it.
-WORK_GAUGES: tuple[str, ...] = (ANALYSES, PENDING)
+WORK_GAUGES: tuple[str, ...] = (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING)
+# What the model's workers are: sub-tasks each runs at once, and how many are present (the
+# fleet budget counts them until they leave).
+WORKER_GAUGES: tuple[str, ...] = (WORKER_SLOTS, WORKERS)
 # Every family the scaler reads, for sources that can select by name (PromQL, `name[]`).
 SCALER_INPUTS: tuple[str, ...] = (
     SCALING_INFO,
     *WORK_GAUGES,
+    *WORKER_GAUGES,
     *SCALING_GAUGES,
     ANALYSES_BY_PRIORITY,
 )
@@ -45,6 +52,11 @@ HELP: Mapping[str, str] = {
     ANALYSES: "Main tasks of the model: analyses queued and not yet split, or whose current "
     "stage has sub-tasks queued or running.",
     PENDING: "Sub-tasks of the model pending, queued or running.",
+    RECORDED: "Sub-tasks recorded for the model's active analyses, completed ones and the "
+    "earlier stage included, cancelled ones not (the upstream controller's count).",
+    QUEUED_OR_RUNNING: "Sub-tasks of the model queued or running now.",
+    WORKER_SLOTS: "Sub-tasks one live worker of the model runs at once (its concurrency; the "
+    "largest among its live workers, left out when none is live).",
     QUEUE_MESSAGES: "Messages of the model's Redis queue: the list, its priority lists and the "
     "reserved (unacknowledged) messages routed to it.",
     SCALING_INFO: "Always 1; strategy is the model's scaling_strategy.",

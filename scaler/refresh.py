@@ -49,6 +49,8 @@ class Refresher:
         # The last read the view was built from: a source answering the same object again
         # (nothing published changed) costs nothing more.
         self._last_read: Mapping[str, ModelState] | None = None
+        # The last grants differ from the ones before: share again even if nothing was read.
+        self._settling = False
         self._serving: bool | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-refresh", daemon=True)
@@ -59,13 +61,22 @@ class Refresher:
             self._metrics.refreshes.inc()
         try:
             read = self._source()
-            if read is not self._last_read:
-                states, allocation = with_grants(read, self._worker_limit, self._weights)
+            # Under a budget the grants depend on the last ones too (workers promised hold their
+            # place), so an unchanged read is shared again until the grants stop moving.
+            changed = read is not self._last_read or self._settling
+            if changed:
+                previous = self._allocation.granted if self._allocation else None
+                states, allocation = with_grants(read, self._worker_limit, self._weights, previous)
         except Exception as error:  # any failure of the source keeps the last good state
             self._failed(str(error) or type(error).__name__)
             good = False
         else:
-            if read is not self._last_read:
+            if changed:
+                self._settling = (
+                    self._worker_limit is not None
+                    and previous is not None
+                    and allocation.granted != previous
+                )
                 self._view.replace_all(states)
                 self._budget_applied(allocation)
                 self._last_read = read

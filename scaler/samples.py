@@ -10,6 +10,10 @@ Rules:
   merged by taking the largest, as PromQL's `max by (model)` does. The targets are replicas of
   the API over one database, so they publish the same numbers: summing would count every
   analysis once per replica, and the largest is the cautious choice while one lags.
+- `oasis_model_recorded_sub_tasks` and `oasis_model_queued_or_running_sub_tasks` feed
+  DYNAMIC_TASKS; a model without them (an older publisher) counts `pending` in their place.
+  `oasis_model_worker_slots` is 1 when not published (no live worker says), and
+  `oasis_model_workers` (present workers) counts against the fleet budget.
 - A model's priority is the highest `priority` label of its `oasis_model_analyses_by_priority`
   samples with a count above 0 (None when it has none); a label that is not an integer 1-10 is
   skipped with a `Problem`.
@@ -37,10 +41,15 @@ from scaler.metric_names import (
     MODEL_LABEL,
     PENDING,
     PRIORITY_LABEL,
+    QUEUED_OR_RUNNING,
+    RECORDED,
     SCALING_GAUGES,
     SCALING_INFO,
     STRATEGY_LABEL,
     WORK_GAUGES,
+    WORKER_GAUGES,
+    WORKER_SLOTS,
+    WORKERS,
 )
 from scaler.state import ModelState
 
@@ -101,7 +110,7 @@ def build_states(samples: Iterable[Sample]) -> Built:
             strategy = sample.labels.get(STRATEGY_LABEL, "")
             if strategy not in entry.strategies:
                 entry.strategies.append(strategy)
-        elif sample.name in SCALING_GAUGES or sample.name in WORK_GAUGES:
+        elif sample.name in SCALING_GAUGES or sample.name in WORK_GAUGES + WORKER_GAUGES:
             entry.take(sample.name, float(sample.value))
         elif sample.name == ANALYSES_BY_PRIORITY:
             entry.take_priority(sample.labels.get(PRIORITY_LABEL, ""), float(sample.value))
@@ -113,10 +122,30 @@ def build_states(samples: Iterable[Sample]) -> Built:
         configuration, problems = _configuration(model, entry)
         analyses, analyses_problem = _work(model, ANALYSES, entry.numbers.get(ANALYSES))
         pending, pending_problem = _work(model, PENDING, entry.numbers.get(PENDING))
+        counts: dict[str, int | None] = {}
+        for name in (RECORDED, QUEUED_OR_RUNNING, WORKERS):
+            # Not published (an older API): None, and the rule counts `pending` in its place.
+            value = entry.numbers.get(name)
+            counts[name], problem = (None, None) if value is None else _work(model, name, value)
+            if problem:
+                built.problems.append(problem)
+        slots, slots_problem = _work(model, WORKER_SLOTS, entry.numbers.get(WORKER_SLOTS, 1.0))
+        if slots < 1:
+            # No live worker publishes it, or a bad value: a worker runs one sub-task.
+            slots = 1
         priority = max(entry.priorities, default=None)
         built.states[model] = ModelState(
-            configuration, analyses=analyses, pending=pending, priority=priority
+            configuration,
+            analyses=analyses,
+            pending=pending,
+            sub_tasks=counts[RECORDED],
+            queued_or_running=counts[QUEUED_OR_RUNNING],
+            slots_per_worker=slots,
+            workers=counts[WORKERS] or 0,
+            priority=priority,
         )
+        if slots_problem:
+            built.problems.append(slots_problem)
         built.problems.extend(problems)
         built.problems.extend(
             Problem(model, f"{ANALYSES_BY_PRIORITY} has priority={label!r}, not 1-10; skipped")

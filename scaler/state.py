@@ -28,11 +28,24 @@ class ModelState:
     priority: int | None = None
     # Workers the fleet budget grants it; None when no budget applies.
     grant: int | None = None
+    # Sub-tasks recorded for the active analyses, and those queued or running (None: not
+    # published, counted as `pending`); sub-tasks one worker runs at once; workers present.
+    sub_tasks: int | None = None
+    queued_or_running: int | None = None
+    slots_per_worker: int = 1
+    workers: int = 0
 
     @property
     def desired(self) -> int:
         """Workers the model's own strategy asks for."""
-        return desired_workers(self.configuration, analyses=self.analyses, pending=self.pending)
+        return desired_workers(
+            self.configuration,
+            analyses=self.analyses,
+            pending=self.pending,
+            sub_tasks=self.sub_tasks,
+            queued_or_running=self.queued_or_running,
+            slots_per_worker=self.slots_per_worker,
+        )
 
     @property
     def granted(self) -> int:
@@ -44,8 +57,13 @@ def with_grants(
     states: Mapping[str, ModelState],
     limit: int | None,
     weights: Mapping[str, float] | None = None,
+    previous: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, ModelState], Allocation]:
     """Every model's state with its share of `limit` workers, all models at once.
+
+    The budget holds for pods (docs/budget.md): a model's present workers, and the grant it was
+    last given (`previous`: KEDA may be starting those pods), count against `limit` until they
+    leave; what it keeps without asking anew is that grant.
 
     A state whose grant does not change is kept as the very object it was, so that the view sees
     at a glance which models changed.
@@ -68,7 +86,10 @@ def with_grants(
         )
         for model, state in states.items()
     ]
-    allocation = allocate(claims, limit)
+    previous = previous or {}
+    staying = {m: previous.get(m, s.workers) for m, s in states.items()}
+    present = {m: max(s.workers, staying[m]) for m, s in states.items()}
+    allocation = allocate(claims, limit, present=present, staying=staying)
     granted = {}
     for model, state in states.items():
         grant = allocation.granted[model]

@@ -6,27 +6,55 @@ Pure: no I/O and nothing from flask, celery, grpc, redis or sqlalchemy.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 
-# A strategy sees only a model with work (analyses + pending > 0); idle is decided before it.
-Strategy = Callable[[ScalingConfiguration, int, int], int]
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What a model has to do now (design.md, "Scaling strategies").
+
+    `analyses`: its active analyses; `pending`: its sub-tasks pending, queued or running;
+    `sub_tasks`: every sub-task recorded for the active analyses, completed ones and the earlier
+    stage included (upstream's count); `queued_or_running`: those on the queue or running now;
+    `slots_per_worker`: sub-tasks one worker runs at once.
+    """
+
+    analyses: int
+    pending: int
+    sub_tasks: int
+    queued_or_running: int
+    slots_per_worker: int = 1
 
 
-def _fixed_workers(config: ScalingConfiguration, analyses: int, pending: int) -> int:
+# A strategy sees only a model with work; idle is decided before it.
+Strategy = Callable[[ScalingConfiguration, Work], int]
+
+
+def _fixed_workers(config: ScalingConfiguration, work: Work) -> int:
     return config.worker_count_fixed
 
 
-def _queue_load(config: ScalingConfiguration, analyses: int, pending: int) -> int:
+def _queue_load(config: ScalingConfiguration, work: Work) -> int:
     # Left-over sub-tasks with no analysis counted are still work: they count as one analysis.
-    return min(max(analyses, 1), config.worker_count_max)
+    return min(max(work.analyses, 1), config.worker_count_max)
 
 
-def _dynamic_tasks(config: ScalingConfiguration, analyses: int, pending: int) -> int:
-    # An analysis still being split counts as one sub-task, so its first worker starts early.
-    tasks = max(pending, analyses)
-    return min(_ceil_div(tasks, config.chunks_per_worker), config.worker_count_max)
+def _dynamic_tasks(config: ScalingConfiguration, work: Work) -> int:
+    cpw = config.chunks_per_worker
+    # Upstream's count: every recorded sub-task of the active analyses, so that it holds its
+    # peak until the analyses end. It is the ceiling: more workers than that are never asked.
+    # Recorded sub-tasks include the pending ones, so `pending` bounds it from below.
+    upstream = _ceil_div(max(work.sub_tasks, work.pending, work.analyses), cpw)
+    # Below the ceiling, a worker is kept while a queued or running sub-task needs its slots,
+    # and released as soon as it would be idle ...
+    busy = _ceil_div(work.queued_or_running, work.slots_per_worker)
+    # ... and a stage's workers start while its split runs: its chunks are recorded (pending)
+    # before they are queued. An analysis still being split counts as one sub-task.
+    coming = _ceil_div(max(work.pending, work.analyses), cpw)
+    return min(upstream, max(busy, coming), config.worker_count_max)
 
 
 STRATEGIES: Mapping[ScalingStrategy, Strategy] = {
@@ -37,26 +65,44 @@ STRATEGIES: Mapping[ScalingStrategy, Strategy] = {
 
 
 def desired_workers(
-    config: ScalingConfiguration | Mapping[str, Any] | None, *, analyses: int, pending: int
+    config: ScalingConfiguration | Mapping[str, Any] | None,
+    *,
+    analyses: int,
+    pending: int,
+    sub_tasks: int | None = None,
+    queued_or_running: int | None = None,
+    slots_per_worker: int = 1,
 ) -> int:
     """Workers the model asks for; `worker_count_min` is a floor in every state, above the cap.
 
     `config` is the typed configuration or a plain mapping of its fields (missing ones take the
-    defaults; a bad one raises pydantic's ValidationError). `analyses`: main tasks of the model
-    on its queue; `pending`: its queued + running sub-tasks.
+    defaults; a bad one raises pydantic's ValidationError). The counts are those of `Work`; an
+    omitted `sub_tasks` or `queued_or_running` means `pending`, which gives the answers of the
+    rule before them (`ceil(max(pending, analyses) / chunks_per_worker)`, then the cap).
     """
-    if analyses < 0 or pending < 0:
+    work = Work(
+        analyses,
+        pending,
+        pending if sub_tasks is None else sub_tasks,
+        pending if queued_or_running is None else queued_or_running,
+        slots_per_worker,
+    )
+    counts = (work.analyses, work.pending, work.sub_tasks, work.queued_or_running)
+    if min(counts) < 0:
         raise ValueError(
-            f"work counts must not be negative (analyses={analyses}, pending={pending})"
+            "work counts must not be negative (analyses={}, pending={}, sub_tasks={}, "
+            "queued_or_running={})".format(*counts)
         )
+    if slots_per_worker < 1:
+        raise ValueError(f"slots_per_worker must be 1 or more, got {slots_per_worker}")
     typed = (
         config
         if isinstance(config, ScalingConfiguration)
         else ScalingConfiguration.model_validate(config or {})
     )
     wanted = 0
-    if analyses or pending:
-        wanted = STRATEGIES[typed.scaling_strategy](typed, analyses, pending)
+    if work.analyses or work.pending or work.queued_or_running:
+        wanted = STRATEGIES[typed.scaling_strategy](typed, work)
     return max(wanted, typed.worker_count_min)
 
 

@@ -188,7 +188,11 @@ def model_settings() -> dict[str, Any]:
                 "options": [{"id": OCCURRENCE_SET, "desc": f"Long Term, {PERIODS} years"}],
             },
         },
-        "lookup_settings": {"supported_perils": [{"id": PERIL, "desc": "Tropical Cyclone"}]},
+        "lookup_settings": {
+            "supported_perils": [{"id": PERIL, "desc": "Tropical Cyclone"}],
+            # Read by the API's exposure check (`worker.exposure`): the TIV columns it needs.
+            "supported_coverage_types": list(COVERAGE_TYPES),
+        },
     }
 
 

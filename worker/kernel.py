@@ -58,6 +58,7 @@ from worker.location_split import (
     read_split,
     split_locations,
 )
+from worker.progress_sink import progress_sink
 
 ChunkSpec = range | tuple[int, int]
 AnalysisSettings = Path | Mapping[str, Any]
@@ -355,11 +356,11 @@ def _save_exposure(location_csv: Path, folder: Path) -> None:
     """
     from ods_tools.oed import OedExposure  # type: ignore[import-untyped]
 
-    exposure = OedExposure(location=_read_oed_csv(location_csv), **_oed_options())
+    exposure = OedExposure(location=read_oed_csv(location_csv), **oed_options())
     exposure.save(str(folder), compression="parquet", version_name="", save_config=True)
 
 
-def _read_oed_csv(location_csv: Path) -> Any:
+def read_oed_csv(location_csv: Path) -> Any:
     """Every column as text, missing values as oasislmf reads them, so a numeric `PortNumber`
     (as in PiWind's samples) stays the string OED says it is instead of breaking the parquet
     files the kernel writes."""
@@ -374,7 +375,7 @@ def _read_oed_csv(location_csv: Path) -> Any:
     )
 
 
-def _oed_options() -> dict[str, Any]:
+def oed_options() -> dict[str, Any]:
     from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS  # type: ignore[import-untyped]
 
     return {
@@ -393,7 +394,7 @@ def _location_frame(work_dir: Path, rows: range) -> Any:
     from ods_tools.oed import OedExposure
 
     folder = work_dir / LOCATIONS
-    exposure = OedExposure(location=_raw_rows(folder, rows), **_oed_options())
+    exposure = OedExposure(location=_raw_rows(folder, rows), **oed_options())
     frame = exposure.location.dataframe
     frame.index = range(rows.start, rows.stop)
     frame[SAR_ID] = read_ids(folder, rows)
@@ -403,12 +404,12 @@ def _location_frame(work_dir: Path, rows: range) -> Any:
 
 
 def _raw_rows(folder: Path, rows: range) -> Any:
-    """The rows as `_read_oed_csv` reads them, from the chunk files that hold them."""
+    """The rows as `read_oed_csv` reads them, from the chunk files that hold them."""
     import pandas as pd
 
     parts = []
     for piece, part in covering(read_split(folder), rows):
-        table = _read_oed_csv(piece_file(folder, piece))
+        table = read_oed_csv(piece_file(folder, piece))
         if len(table) != len(piece):
             raise RuntimeError(
                 f"pandas reads {len(table)} rows from {piece_file(folder, piece)}, the split"
@@ -554,26 +555,30 @@ def _kernel_environment(numba_cache_dir: Path | None, tools_dir: Path | None) ->
     - OASIS_TMPDIR: a private folder for the kernel's named pipes, removed afterwards (the
       kernel leaves a folder of pipes behind in the temporary folder on every run otherwise).
       It is made inside the caller's OASIS_TMPDIR when there is one.
+    - OASIS_SOCKET_SERVER_IP/_PORT: the kernel's progress ping goes to a sink of this step's
+      (`worker.progress_sink`), not to a port nothing (or something else) listens on.
     """
     pipes = Path(tempfile.mkdtemp(prefix="oasis-kernel-", dir=os.environ.get("OASIS_TMPDIR")))
     tools = tools_dir or write_tools_dir(pipes / "bin", stand_ins=False)
-    changes = {
-        "PATH": os.pathsep.join(
-            (str(tools), sysconfig.get_path("scripts"), os.environ.get("PATH", ""))
-        ),
-        "OASIS_TMPDIR": str(pipes),
-    }
-    if numba_cache_dir is not None:
-        numba_cache_dir.mkdir(parents=True, exist_ok=True)
-        changes["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
-    saved = {name: os.environ.get(name) for name in changes}
-    os.environ.update(changes)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        shutil.rmtree(pipes, ignore_errors=True)
+    with progress_sink() as ping_target:
+        changes = {
+            "PATH": os.pathsep.join(
+                (str(tools), sysconfig.get_path("scripts"), os.environ.get("PATH", ""))
+            ),
+            "OASIS_TMPDIR": str(pipes),
+            **ping_target,
+        }
+        if numba_cache_dir is not None:
+            numba_cache_dir.mkdir(parents=True, exist_ok=True)
+            changes["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
+        saved = {name: os.environ.get(name) for name in changes}
+        os.environ.update(changes)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            shutil.rmtree(pipes, ignore_errors=True)

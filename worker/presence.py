@@ -6,8 +6,9 @@ one hash in the broker's Redis, `oasis:workers:<node>` (PREFIX), with a TTL: the
 writes it when Celery is ready, a daemon thread refreshes it, and it is deleted at shutdown. A
 worker killed with SIGKILL stops refreshing it, and it expires.
 
-Fields: `node` (the Celery node name), `pid` (the main process), `queue`, `idle_since` (unix time
-the last task ended, or the registration), and one `busy:<pool pid>` per pool process running a
+Fields: `node` (the Celery node name), `pid` (the main process), `queue`, `slots` (tasks it runs
+at once: its --concurrency; a record without it counts 1), `idle_since` (unix time the last task
+ended, or the registration), and one `busy:<pool pid>` per pool process running a
 task, valued with the unix time the task started. A worker is busy while any `busy:` field is
 there; `since` is then the earliest of those starts, else `idle_since`. The pool processes write
 their own `busy:` field (task_prerun/task_postrun, which also fires when a task fails or
@@ -35,7 +36,7 @@ from redis.typing import EncodableT, FieldT
 log = logging.getLogger(__name__)
 
 PREFIX = "oasis:workers:"
-NODE, PID, QUEUE, IDLE_SINCE = "node", "pid", "queue", "idle_since"
+NODE, PID, QUEUE, IDLE_SINCE, SLOTS = "node", "pid", "queue", "idle_since", "slots"
 BUSY_PREFIX = "busy:"
 Fields = dict[FieldT, EncodableT]
 # SCAN's COUNT: one round trip reads the keys of this many workers.
@@ -49,6 +50,7 @@ class WorkerPresence:
     queue: str
     busy: bool
     since: float  # unix time of the last busy/idle change
+    slots: int = 1  # tasks it runs at once (its --concurrency)
 
 
 def key(node: str) -> str:
@@ -89,11 +91,14 @@ def parse(fields: Mapping[Any, Any]) -> WorkerPresence | None:
         node, queue = text[NODE], text[QUEUE]
         pid = int(text[PID])
         since = min(starts) if starts else float(text[IDLE_SINCE])
+        slots = int(text.get(SLOTS, "1"))
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
-    if not node or not queue:
+    if not node or not queue or slots < 1:
         return None
-    return WorkerPresence(node=node, pid=pid, queue=queue, busy=bool(starts), since=since)
+    return WorkerPresence(
+        node=node, pid=pid, queue=queue, busy=bool(starts), since=since, slots=slots
+    )
 
 
 def _text(value: Any) -> str:
@@ -104,11 +109,19 @@ class Presence:
     """One worker's record: written by its main process and by its pool processes."""
 
     def __init__(
-        self, redis: Redis, *, node: str, queue: str, ttl_seconds: float, refresh_seconds: float
+        self,
+        redis: Redis,
+        *,
+        node: str,
+        queue: str,
+        ttl_seconds: float,
+        refresh_seconds: float,
+        slots: int = 1,
     ) -> None:
         self.redis = redis
         self.node = node
         self.queue = queue
+        self.slots = slots
         self.pid = os.getpid()
         self.ttl_ms = max(1, round(ttl_seconds * 1000))
         self.refresh_seconds = refresh_seconds
@@ -120,7 +133,7 @@ class Presence:
         return key(self.node)
 
     def _identity(self) -> Fields:
-        return {NODE: self.node, PID: str(self.pid), QUEUE: self.queue}
+        return {NODE: self.node, PID: str(self.pid), QUEUE: self.queue, SLOTS: str(self.slots)}
 
     # The main process.
 

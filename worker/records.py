@@ -117,8 +117,11 @@ class Queued:
     stage: str
 
 
-def mark_queued(sessions: sessionmaker[Session], task_id: str) -> Queued | None:
-    """A pending sub-task's message is being put on its queue: it is queued from now.
+def mark_queued(
+    sessions: sessionmaker[Session], task_id: str, message: str | None = None
+) -> Queued | None:
+    """A pending sub-task's message is being put on its queue: it is queued from now, and the
+    message (JSON) is kept for the reconciler.
 
     None when no pending sub-task has that id (a retry's message, or a stage replaced since).
     """
@@ -131,6 +134,8 @@ def mark_queued(sessions: sessionmaker[Session], task_id: str) -> Queued | None:
         if task is None:
             return None
         task.status, task.queue_time = "QUEUED", now()
+        if message is not None:
+            task.message = message
         return Queued(task.queue_name, task.stage)
 
 

@@ -51,6 +51,9 @@ class WorkerSettings(BaseSettings):
     # expires this long after the last rewrite: a killed worker is gone from it within the TTL.
     presence_refresh_seconds: float = Field(default=5.0, gt=0)
     presence_ttl_seconds: float = Field(default=15.0, gt=0)
+    # How often the worker puts back queued sub-tasks whose messages the broker lost
+    # (worker/reconcile.py); 0: never.
+    reconcile_seconds: float = Field(default=30.0, ge=0)
 
     @property
     def effective_database_url(self) -> str:

@@ -18,10 +18,10 @@ from typing import Any
 
 from celery import Celery, Task, chain, chord
 from celery.canvas import Signature
-from celery.signals import before_task_publish, worker_process_init
+from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 from api.store.statuses import INPUTS, LOSSES, STAGES
-from worker import activity, group_guard, numba_cache, records, warm_kernel
+from worker import activity, group_guard, numba_cache, reconcile, records, warm_kernel
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -66,6 +66,35 @@ def configure_app(settings: WorkerSettings) -> Celery:
     return app
 
 
+def publish_again(message: dict[str, Any]) -> None:
+    """Publish a kept sub-task message as it was first published (worker/reconcile.py)."""
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            message["body"],
+            exchange=message["exchange"],
+            routing_key=message["routing_key"],
+            headers=message["headers"],
+            serializer="json",
+            retry=True,
+            **message["properties"],
+        )
+
+
+def install_reconciler(settings: WorkerSettings) -> None:
+    """Reconcile the queued sub-tasks with the broker every `reconcile_seconds`, from the
+    worker's main process once it is ready (called before Celery starts)."""
+    if not settings.reconcile_seconds:
+        return
+
+    def start(**_: Any) -> None:
+        runtime = current()
+        reconcile.Reconciler(
+            runtime.sessions, runtime.redis, publish_again, settings.reconcile_seconds
+        ).start()
+
+    worker_ready.connect(start, weak=False)
+
+
 @worker_process_init.connect
 def _own_process_group(**_: Any) -> None:
     """Each pool process leads its own process group: when a kernel run fails, its script kills
@@ -84,13 +113,22 @@ def _own_process_group(**_: Any) -> None:
 
 @before_task_publish.connect
 def _mark_queued(
-    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+    sender: str | None = None,
+    headers: dict[str, Any] | None = None,
+    body: Any = None,
+    exchange: str | None = None,
+    routing_key: str | None = None,
+    properties: dict[str, Any] | None = None,
+    **_: Any,
 ) -> None:
     """A sub-task is queued when its message is published: the chunks when the chain reaches
-    the chord, each later step when the one before it is done (the Gantt chart's queue wait)."""
+    the chord, each later step when the one before it is done (the Gantt chart's queue wait).
+    The message is kept with it, so a broker that loses it can be given it again as it was
+    (worker/reconcile.py)."""
     if sender == SUB_TASK and headers and "id" in headers:
         runtime = current()
-        queued = records.mark_queued(runtime.sessions, str(headers["id"]))
+        message = reconcile.message_json(body, headers, properties, exchange, routing_key)
+        queued = records.mark_queued(runtime.sessions, str(headers["id"]), message)
         if queued is not None:
             activity.record(runtime.redis, queued.queue, queued.stage, "QUEUED")
 

@@ -20,6 +20,8 @@ from scaler.metric_names import (
     ANALYSES,
     PENDING,
     QUEUE_MESSAGES,
+    QUEUED_OR_RUNNING,
+    RECORDED,
     SCALING_GAUGES,
     WORKERS,
 )
@@ -40,6 +42,11 @@ HELP = {
     "good queue-status snapshot.",
     PENDING: "Sub-tasks of the model's queue pending, queued or running (or its broker "
     "messages when more), in the last good snapshot.",
+    RECORDED: "Sub-tasks of the model's counted analyses, completed ones included (each "
+    "analysis's sub_task_count, 1 when 0), in the last good snapshot.",
+    QUEUED_OR_RUNNING: "Sub-tasks on the model's queue or running: as "
+    "oasis_model_pending_sub_tasks (the platform keeps a sub-task PENDING while it waits on the "
+    "broker).",
     QUEUE_MESSAGES: "Ready messages of the model's queue as the platform's broker reports them.",
     WORKERS: "Consumers of the model's queue as the platform's broker reports them.",
     BY_PRIORITY: "Main tasks of the model (as oasis_model_analyses) by their priority (1-10); "
@@ -91,7 +98,7 @@ def model_families(view: View) -> list[Metric]:
     }
     work = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
-        for name in (ANALYSES, PENDING, QUEUE_MESSAGES, WORKERS)
+        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUE_MESSAGES, WORKERS)
     }
     by_priority = GaugeMetricFamily(BY_PRIORITY, HELP[BY_PRIORITY], labels=["model", "priority"])
     models = view.models or {}
@@ -106,6 +113,8 @@ def model_families(view: View) -> list[Metric]:
             continue
         work[ANALYSES].add_metric(label, queue.analyses)
         work[PENDING].add_metric(label, queue.pending)
+        work[RECORDED].add_metric(label, queue.recorded)
+        work[QUEUED_OR_RUNNING].add_metric(label, queue.queued_or_running)
         work[QUEUE_MESSAGES].add_metric(label, queue.messages)
         work[WORKERS].add_metric(label, queue.workers)
         for priority, count in sorted(queue.priorities.items()):

@@ -22,6 +22,10 @@ Where this differs from upstream, and why:
   or its broker messages when those are more (the broker's count is the truth when the
   platform's sub-task rows lag); upstream instead counts every sub-task of the analysis,
   completed ones included.
+- `recorded` (oasis_model_recorded_sub_tasks) is upstream's own count, each counted analysis's
+  `sub_task_count` (1 when 0), and `queued_or_running` is `pending`: the platform keeps a
+  sub-task PENDING while it waits on the broker (QUEUED only once a worker took it), so its
+  pending ones are on the queue but for a split's short moment.
 - A message that is not whole (a missing or mistyped field anywhere) is refused entirely
   (`SnapshotError`): reading the rest would publish "no work" for a model whose entry was cut.
   Unknown fields are ignored.
@@ -69,6 +73,8 @@ class _Analysis(_Loose):
     priority: StrictInt | None = None
     queue_names: list[str]
     status_count: _StatusCount
+    # Every sub-task of the analysis, completed ones included (an older platform: not sent).
+    sub_task_count: Count = 0
 
 
 class _Listed(_Loose):
@@ -107,6 +113,10 @@ class QueueWork:
     workers: int = 0
     # Priority -> analyses of that priority (only priorities with at least one).
     priorities: Mapping[int, int] = field(default_factory=dict)
+    # Sub-tasks recorded for the counted analyses (upstream's count), and those on the queue or
+    # running (the platform's pending ones are on the queue).
+    recorded: int = 0
+    queued_or_running: int = 0
 
 
 IDLE = QueueWork()
@@ -164,10 +174,10 @@ def _work(content: list[_Entry]) -> dict[str, QueueWork]:
         for listed in entry.analyses:
             first_seen.setdefault(listed.analysis.id, listed.analysis)
             listed_under.setdefault(listed.analysis.id, set()).add(name)
-    counted: dict[str, dict[int, int]] = {}  # queue -> analysis id -> priority
+    counted: dict[str, dict[int, _Analysis]] = {}  # queue -> analysis id -> analysis
     for analysis_id, analysis in first_seen.items():
         for queue in _queues_of(analysis, listed_under[analysis_id]):
-            counted.setdefault(queue, {})[analysis_id] = _priority(analysis.priority)
+            counted.setdefault(queue, {})[analysis_id] = analysis
     work = {}
     for name in sorted(set(queues) | set(counted)):
         if name in SYSTEM_QUEUES:
@@ -185,7 +195,7 @@ def _queues_of(analysis: _Analysis, listed: set[str]) -> set[str]:
     return queues - SYSTEM_QUEUES
 
 
-def _queue_work(queue: _Queue | None, analyses: Mapping[int, int]) -> QueueWork:
+def _queue_work(queue: _Queue | None, analyses: Mapping[int, _Analysis]) -> QueueWork:
     sub_tasks = messages = workers = 0
     if queue is not None:
         sub_tasks = queue.pending_count + queue.queued_count + queue.running_count
@@ -193,12 +203,17 @@ def _queue_work(queue: _Queue | None, analyses: Mapping[int, int]) -> QueueWork:
         workers = queue.worker_count
     pending = max(sub_tasks, messages)
     priorities: dict[int, int] = {}
-    for priority in analyses.values():
+    for analysis in analyses.values():
+        priority = _priority(analysis.priority)
         priorities[priority] = priorities.get(priority, 0) + 1
     count = len(analyses)
+    # Upstream's count: an analysis with no sub-task recorded yet counts one.
+    recorded = sum(max(analysis.sub_task_count, 1) for analysis in analyses.values())
     if count == 0 and pending > 0:
         count, priorities = 1, {DEFAULT_PRIORITY: 1}  # work with no analysis listed
-    return QueueWork(count, pending, messages, workers, priorities)
+        recorded = 1
+    recorded = max(recorded, pending)
+    return QueueWork(count, pending, messages, workers, priorities, recorded, pending)
 
 
 def _larger(old: _Queue | None, new: _Queue) -> _Queue:

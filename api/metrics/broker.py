@@ -31,6 +31,8 @@ class BrokerState:
     durations: Mapping[bytes, bytes]
     # Queue -> (live workers, busy workers); None when not asked for.
     workers: Mapping[str, tuple[int, int]] | None = None
+    # Queue -> slots of its live workers (the largest when they differ); with `workers`.
+    slots: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,10 @@ def read_redis(
             # A key of the wrong type fails its own command only: raised, that error would hide
             # every other number, so it is read as empty below.
             replies = pipe.execute(raise_on_error=False)[1:]
-        workers = None
+        workers = slots = None
         if reads.workers:
-            workers = count_workers(live_workers(redis))
+            present = live_workers(redis)
+            workers, slots = count_workers(present), count_slots(present)
     except RedisError as exc:
         log.warning(
             "Redis unreachable: no queue messages, workers nor sub-task activity this scrape: %s",
@@ -94,7 +97,7 @@ def read_redis(
         _reply(hash_replies.get(key, {}), dict, key)
         for key in (activity.SUB_TASKS_KEY, activity.DURATION_KEY)
     )
-    return BrokerState(messages, sub_tasks, durations, workers)
+    return BrokerState(messages, sub_tasks, durations, workers, slots)
 
 
 def count_workers(workers: Iterable[WorkerPresence]) -> dict[str, tuple[int, int]]:
@@ -104,6 +107,15 @@ def count_workers(workers: Iterable[WorkerPresence]) -> dict[str, tuple[int, int
         live, busy = counts.get(worker.queue, (0, 0))
         counts[worker.queue] = (live + 1, busy + worker.busy)
     return counts
+
+
+def count_slots(workers: Iterable[WorkerPresence]) -> dict[str, int]:
+    """Queue -> slots per worker: the largest among its live workers (they differ only while a
+    rollout changes the concurrency; the scaler then asks for fewer workers, never more)."""
+    slots: dict[str, int] = {}
+    for worker in workers:
+        slots[worker.queue] = max(slots.get(worker.queue, 1), worker.slots)
+    return slots
 
 
 def _reply(reply: object, kind: type[Reply], key: str) -> Reply:

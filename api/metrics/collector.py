@@ -32,6 +32,7 @@ from scaler.metric_names import (
     DURATION,
     QUEUE_MESSAGES,
     SUB_TASKS,
+    WORKER_SLOTS,
     WORKERS,
 )
 
@@ -68,7 +69,7 @@ class ModelCollector:
             redis_up(up=False),
             sub_task_counter({}),
             duration_histogram({}),
-            *worker_families([], {}),
+            *worker_families([], {}, {}),
             priority_family({}),
         ]
 
@@ -89,14 +90,14 @@ class ModelCollector:
             queue_messages=_wants(wanted, QUEUE_MESSAGES),
             sub_tasks=_wants(wanted, SUB_TASKS_FAMILY),
             durations=_wants(wanted, DURATION),
-            workers=_wants(wanted, WORKERS) or _wants(wanted, BUSY_WORKERS),
+            workers=any(_wants(wanted, name) for name in (WORKERS, BUSY_WORKERS, WORKER_SLOTS)),
         )
         state = read_redis(self._redis, queues, reads)
         families = model_families(
             [models[queue] for queue in queues], None if state is None else state.queue_messages
         )
         if state is not None and state.workers is not None:
-            families += worker_families(queues, state.workers)
+            families += worker_families(queues, state.workers, state.slots or {})
         yield from (family for family in families if _wants(wanted, family.name))
         if _wants(wanted, ANALYSES_BY_PRIORITY):
             yield priority_family(read_priorities(self._sessions))

@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from api.store.configurations import stored
 from api.store.orm import Analysis, Model, SubTask
-from api.store.statuses import IN_QUEUE, MAIN_TASK_STATUSES
+from api.store.statuses import IN_QUEUE, MAIN_TASK_STATUSES, ON_QUEUE, SubTaskStatus
 from scaler.configuration import ScalingConfiguration
 from worker.messages import model_queue
 
 log = logging.getLogger(__name__)
+CANCELLED: SubTaskStatus = "CANCELLED"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class StoredModel:
     scaling: ScalingConfiguration
     analyses: int
     pending: int
+    # Every sub-task of its active analyses but cancelled ones, and those queued or running.
+    recorded: int = 0
+    queued_or_running: int = 0
 
 
 def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
@@ -60,6 +64,22 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
             .where(SubTask.status.in_(IN_QUEUE))
             .group_by(Analysis.model_id),
         )
+        recorded = _per_model(
+            session,
+            select(Analysis.model_id, func.count())
+            .select_from(SubTask)
+            .join(Analysis, SubTask.analysis_id == Analysis.id)
+            .where(Analysis.status.in_(MAIN_TASK_STATUSES) & (SubTask.status != CANCELLED))
+            .group_by(Analysis.model_id),
+        )
+        queued_or_running = _per_model(
+            session,
+            select(Analysis.model_id, func.count())
+            .select_from(SubTask)
+            .join(Analysis, SubTask.analysis_id == Analysis.id)
+            .where(SubTask.status.in_(ON_QUEUE))
+            .group_by(Analysis.model_id),
+        )
         states: dict[str, StoredModel] = {}
         for model in models:
             state = StoredModel(
@@ -69,6 +89,8 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
                 ),
                 analyses=analyses.get(model.id, 0),
                 pending=pending.get(model.id, 0),
+                recorded=recorded.get(model.id, 0),
+                queued_or_running=queued_or_running.get(model.id, 0),
             )
             states[state.queue] = _same_queue(states.get(state.queue), state)
         return states
@@ -86,7 +108,12 @@ def _same_queue(first: StoredModel | None, other: StoredModel) -> StoredModel:
         return other
     log.warning("two models share the queue %s: their work is published as one", other.queue)
     return StoredModel(
-        first.queue, first.scaling, first.analyses + other.analyses, first.pending + other.pending
+        first.queue,
+        first.scaling,
+        first.analyses + other.analyses,
+        first.pending + other.pending,
+        first.recorded + other.recorded,
+        first.queued_or_running + other.queued_or_running,
     )
 
 

@@ -27,10 +27,13 @@ from scaler.metric_names import (
     HELP,
     PENDING,
     QUEUE_MESSAGES,
+    QUEUED_OR_RUNNING,
+    RECORDED,
     REDIS_UP,
     SCALING_GAUGES,
     SCALING_INFO,
     SUB_TASKS,
+    WORKER_SLOTS,
     WORKERS,
 )
 from worker import activity
@@ -47,12 +50,14 @@ def model_families(
     """The per-model gauges; `oasis_model_queue_messages` only when Redis was read."""
     gauges = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
-        for name in (ANALYSES, PENDING, QUEUE_MESSAGES, *SCALING_GAUGES)
-    }
+        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUE_MESSAGES)
+    } | {name: GaugeMetricFamily(name, HELP[name], labels=["model"]) for name in SCALING_GAUGES}
     info = GaugeMetricFamily(SCALING_INFO, HELP[SCALING_INFO], labels=["model", "strategy"])
     for model in models:
         gauges[ANALYSES].add_metric([model.queue], model.analyses)
         gauges[PENDING].add_metric([model.queue], model.pending)
+        gauges[RECORDED].add_metric([model.queue], model.recorded)
+        gauges[QUEUED_OR_RUNNING].add_metric([model.queue], model.queued_or_running)
         if queue_messages is not None:
             gauges[QUEUE_MESSAGES].add_metric([model.queue], queue_messages.get(model.queue, 0))
         info.add_metric([model.queue, model.scaling.scaling_strategy.value], 1)
@@ -160,15 +165,21 @@ def _number(raw: bytes | str, kind: type[Number]) -> Number | None:
         return None
 
 
-def worker_families(queues: Sequence[str], workers: Mapping[str, tuple[int, int]]) -> list[Metric]:
-    """Live and busy workers of every model queue (0 for a queue without any)."""
+def worker_families(
+    queues: Sequence[str], workers: Mapping[str, tuple[int, int]], slots: Mapping[str, int]
+) -> list[Metric]:
+    """Live and busy workers of every model queue (0 for a queue without any), and the slots
+    of a worker of each queue that has live ones."""
     live = GaugeMetricFamily(WORKERS, HELP[WORKERS], labels=["model"])
     busy = GaugeMetricFamily(BUSY_WORKERS, HELP[BUSY_WORKERS], labels=["model"])
+    per_worker = GaugeMetricFamily(WORKER_SLOTS, HELP[WORKER_SLOTS], labels=["model"])
     for queue in queues:
         counts = workers.get(queue, (0, 0))
         live.add_metric([queue], counts[0])
         busy.add_metric([queue], counts[1])
-    return [live, busy]
+        if queue in slots:
+            per_worker.add_metric([queue], slots[queue])
+    return [live, busy, per_worker]
 
 
 def priority_family(counts: Mapping[str, Mapping[int, int]]) -> GaugeMetricFamily:

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select
 from api import db, serialize
 from api.configurations import merge_fields
 from api.errors import bad_request, not_found
+from api.files import check_for_model
 from api.filters import apply_filters
 from api.lifecycle import Action, after_cancel, refusal
 from api.metrics import telemetry_redis
@@ -291,8 +292,11 @@ def _check_can(row: Analysis, action: Action) -> None:
     reason = refusal(action, row.status)
     if reason:
         raise bad_request("status", reason)
-    if action in ("generate_inputs", "generate_and_run") and not row.portfolio.location_file_stored:
-        raise bad_request("portfolio", f"Portfolio {row.portfolio_id} has no location file.")
+    if action in ("generate_inputs", "generate_and_run"):
+        stored = row.portfolio.location_file_stored
+        if not stored:
+            raise bad_request("portfolio", f"Portfolio {row.portfolio_id} has no location file.")
+        check_for_model(storage().upload(stored), row.model.settings)
     if action in ("run", "generate_and_run"):
         if row.settings is None:
             raise bad_request("settings", "The analysis has no settings: POST them to settings/.")

@@ -113,5 +113,8 @@ class SubTask(Base):
     output_log: Mapped[str | None] = mapped_column(Text)
     error_log: Mapped[str | None] = mapped_column(Text)
     retry_log: Mapped[str | None] = mapped_column(Text)
+    # The broker message that queued it (JSON), kept so that a message the broker lost can be
+    # published again as it was (worker/reconcile.py).
+    message: Mapped[str | None] = mapped_column(Text)
 
     analysis: Mapped[Analysis] = relationship(back_populates="sub_tasks")

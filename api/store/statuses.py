@@ -40,6 +40,8 @@ SubTaskStatus = Literal["PENDING", "QUEUED", "STARTED", "COMPLETED", "ERROR", "C
 RecordedStatus = Literal["QUEUED", "STARTED", "COMPLETED", "ERROR", "CANCELLED", "RETRIED"]
 # A sub-task that still has to run, or is running.
 IN_QUEUE: tuple[SubTaskStatus, ...] = ("PENDING", "QUEUED", "STARTED")
+# A sub-task on its model's queue or running now.
+ON_QUEUE: tuple[SubTaskStatus, ...] = ("QUEUED", "STARTED")
 
 # Where an analysis run through both stages stops: done, or ended early.
 ENDED = frozenset({LOSSES.done, LOSSES.error, LOSSES.cancelled, INPUTS.error, INPUTS.cancelled})

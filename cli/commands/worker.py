@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from worker import presence
     from worker.runtime import configure_runtime
     from worker.settings import WorkerSettings
-    from worker.tasks import configure_app
+    from worker.tasks import configure_app, install_reconciler
 
     settings = settings_from(WorkerSettings, args, FLAGS)
     if not settings.queue:
@@ -78,8 +78,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             queue=settings.queue,
             ttl_seconds=settings.presence_ttl_seconds,
             refresh_seconds=settings.presence_refresh_seconds,
+            slots=settings.concurrency,
         )
     )
+    install_reconciler(settings)
     app.worker_main(
         [
             "worker",

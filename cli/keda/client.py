@@ -7,7 +7,7 @@ StreamIsActive open per external-push trigger.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -36,6 +36,9 @@ class KedaClient:
             else grpc.insecure_channel(address)
         )
         self.stub = pb_grpc.ExternalScalerStub(self.channel)  # type: ignore[no-untyped-call]
+        self.address, self.credentials = address, credentials
+        # For `pushes`: made in the event loop that uses it.
+        self._aio: grpc.aio.Channel | None = None
 
     @staticmethod
     def ref(model: str, name: str | None = None, namespace: str = "default") -> pb.ScaledObjectRef:
@@ -65,6 +68,28 @@ class KedaClient:
                 yield message.result
         finally:
             call.cancel()
+
+    async def pushes(self, model: str) -> AsyncIterator[bool]:
+        """`stream` for an asyncio loop: many streams held open without a thread each (a
+        blocking stream's thread wakes ten times a second in grpc's wait loop)."""
+        if self._aio is None:
+            self._aio = (
+                grpc.aio.secure_channel(self.address, self.credentials)
+                if self.credentials
+                else grpc.aio.insecure_channel(self.address)
+            )
+        stub = pb_grpc.ExternalScalerStub(self._aio)  # type: ignore[no-untyped-call]
+        call = stub.StreamIsActive(self.ref(model))
+        try:
+            async for message in call:
+                yield message.result
+        finally:
+            call.cancel()
+
+    async def close_pushes(self) -> None:
+        if self._aio is not None:
+            await self._aio.close(None)
+            self._aio = None
 
     def close(self) -> None:
         self.channel.close()

@@ -6,11 +6,14 @@ StreamIsActive open for push activation (reconnecting with KEDA's back-off), and
 model's pool of real worker processes to the replica count.
 
 A failed round of calls changes nothing, as in KEDA without a fallback: the HPA keeps the
-replicas it has.
+replicas it has. Any other failure of a model's round (the workers' presence in Redis, starting a
+worker) is shown on the model and the round is tried again with back-off (`cli.local.backoff`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -21,6 +24,7 @@ import grpc
 
 from cli.keda.client import KedaClient
 from cli.keda.timing import KedaTiming, ScaledObjectModel
+from cli.local.backoff import Backoff
 from cli.local.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ class ModelScaling:
     running: int = 0
     busy: int = 0
     stopping: int = 0
+    # Replicas the machine's worker budget has no room for.
+    not_started: int = 0
 
 
 @dataclass
@@ -55,6 +61,8 @@ class KedaStandIn:
     _wake: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _backoffs: dict[str, Backoff] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, model: str) -> None:
         """Create the model's ScaledObject (as `kubectl apply` would) and its push stream."""
@@ -63,17 +71,43 @@ class KedaStandIn:
                 return
             self._objects[model] = ScaledObjectModel(self.timing)
             self._shown[model] = ModelScaling()
-        self._spawn(f"push-{model}", self._follow_stream, model)
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._follow_stream(model), self._loop)
 
     def start(self) -> None:
+        """The polling thread, and one thread whose event loop holds every model's push stream
+        (a thousand models are a thousand streams, not a thousand threads)."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._spawn("keda-push-streams", loop.run_forever)
+        for model in self._models():
+            asyncio.run_coroutine_threadsafe(self._follow_stream(model), loop)
         self._spawn("keda-stand-in", self._run)
 
     def stop(self) -> None:
+        """The polling thread ends first, so no call goes to a closed channel; then the
+        streams, their loop, and the channels."""
         self._stopping.set()
         self._wake.set()
-        self.client.close()  # ends the open streams
+        for thread in self._threads:
+            if thread.name == "keda-stand-in":
+                thread.join(timeout=5)
+        if self._loop is not None:
+            loop = self._loop
+            with contextlib.suppress(Exception):  # the loop may have ended already
+                asyncio.run_coroutine_threadsafe(self._end_streams(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+        self.client.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+    async def _end_streams(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.close_pushes()
 
     def scaling(self) -> dict[str, ModelScaling]:
         with self._lock:
@@ -86,24 +120,36 @@ class KedaStandIn:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            for model in self._models():
-                try:
-                    self._poll_if_due(model)
-                    self.pool.scale(model, self._replicas(model))
-                    self._count(model)
-                except Exception as error:  # one model's trouble stops no other
-                    self._trouble(model, error)
+            self.round()
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
 
-    def _trouble(self, model: str, error: Exception) -> None:
-        """Show it, and log it when it is new: it is tried again every tick."""
-        text = f"{type(error).__name__}: {error}"
+    def round(self, now: float | None = None) -> None:
+        """One round over the models: poll the scaler where due, size the pools, count."""
+        for model in self._models():
+            backoff = self._backoffs.setdefault(model, Backoff())
+            if not backoff.due(now):
+                continue
+            try:
+                self._poll_if_due(model)
+                self.pool.scale(model, self._replicas(model))
+                self._count(model)
+            except Exception as error:  # one model's trouble stops no other
+                backoff.failed(error, now)
+                self._trouble(model, backoff)
+            else:
+                if backoff.failures:
+                    backoff.succeeded()
+                    with self._lock:
+                        self._shown[model].error = ""
+
+    def _trouble(self, model: str, backoff: Backoff) -> None:
+        """Show it, and log it when it is new: it is tried again after a back-off."""
         with self._lock:
             shown = self._shown[model]
-            new, shown.error = shown.error != text, text
+            new, shown.error = shown.error != backoff.error, backoff.error
         if new:
-            log.error("scaling %s failed (tried again every tick): %s", model, text)
+            log.error("scaling %s failed (tried again with back-off): %s", model, backoff.error)
 
     def _models(self) -> list[str]:
         with self._lock:
@@ -118,6 +164,7 @@ class KedaStandIn:
         with self._lock:
             shown = self._shown[model]
             shown.running, shown.busy, shown.stopping = counts.running, counts.busy, counts.stopping
+            shown.not_started = counts.not_started
 
     def _poll_if_due(self, model: str) -> None:
         with self._lock:
@@ -150,17 +197,19 @@ class KedaStandIn:
             scaled.next_sync = max(scaled.next_sync, now + self.timing.hpa_sync_period)
             self._shown[model].error = f"{error.code().name}: {error.details()}"
 
-    def _follow_stream(self, model: str) -> None:
+    async def _follow_stream(self, model: str) -> None:
         backoff = STREAM_BACKOFF_FIRST
         while not self._stopping.is_set():
             try:
-                for active in self.client.stream(model):
+                async for active in self.client.pushes(model):
                     backoff = STREAM_BACKOFF_FIRST
                     if active:  # KEDA acts only on `true`
                         self._pushed(model)
-            except (grpc.RpcError, ValueError) as error:  # ValueError: the channel was closed
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # refused, reset, the channel closed: reconnect later
                 log.debug("push stream of %s ended: %s", model, error)
-            self._stopping.wait(backoff)
+            await asyncio.sleep(backoff)
             backoff = min(backoff * 2, STREAM_BACKOFF_MAX)
 
     def _pushed(self, model: str) -> None:

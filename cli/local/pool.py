@@ -6,6 +6,11 @@ first within each. A victim gets SIGTERM, Celery's warm shutdown: it takes no ne
 finishes the chunk it runs; one still running after the grace is killed (its chunk is delivered
 again, as the no-loss design says). A stopping worker no longer counts as a replica, as a
 terminating pod does not.
+
+`limit` is the machine's budget (`cli.local.machine`): workers of every queue together, a
+stopping one included until it has gone (as the fleet budget counts pods). Replicas beyond it are
+not started, and counted as such for the view: the scaler shares the same budget out by its
+rules, so only floors (`worker_count_min`) that add up to more than the budget meet it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class PoolCounts:
     running: int = 0
     busy: int = 0
     stopping: int = 0
+    not_started: int = 0
 
 
 @dataclass
@@ -40,15 +46,23 @@ class WorkerPool:
     # queue -> the live workers' records (worker.presence.live_workers over the broker).
     presence: Callable[[str], Sequence[WorkerPresence]]
     grace_seconds: float
+    limit: int | None = None
     _workers: dict[str, list[Child]] = field(default_factory=dict)
     _started: int = 0
+    _not_started: dict[str, int] = field(default_factory=dict)
 
     def scale(self, queue: str, replicas: int) -> None:
-        """Start or stop workers of `queue` until `replicas` of them run."""
+        """Start or stop workers of `queue` until `replicas` of them run (as far as the budget
+        lets: the rest are counted as not started)."""
+        if replicas == 0 and not self._workers.get(queue) and not self._not_started.get(queue):
+            return  # an idle model with no worker, as most of a thousand are: nothing to do
         self.supervisor.reap(self.grace_seconds)
         running = self._running(queue)
-        for _ in range(replicas - len(running)):
+        missing = max(0, replicas - len(running))
+        starting = min(missing, self.room()) if self.limit is not None else missing
+        for _ in range(starting):
             self._start(queue)
+        self._not_started[queue] = missing - starting
         excess = len(running) - replicas
         if excess > 0:
             for child in self._victims(queue, running)[:excess]:
@@ -56,11 +70,31 @@ class WorkerPool:
                 self.supervisor.terminate(child)
 
     def counts(self, queue: str) -> PoolCounts:
+        if not self._workers.get(queue):
+            return PoolCounts(not_started=self._not_started.get(queue, 0))
         children = [c for c in self._workers.get(queue, []) if c in self.supervisor.children]
         running = [c for c in children if c.stopping_since is None]
         pids = {c.process.pid for c in running}
-        busy = sum(1 for w in self._safe_presence(queue) if w.busy and w.pid in pids)
-        return PoolCounts(len(running), busy, len(children) - len(running))
+        # Asked only of a queue with workers: with a thousand idle models, a thousand reads of
+        # Redis every tick would be the stack's heaviest work.
+        presence = self._safe_presence(queue) if pids else []
+        busy = sum(1 for w in presence if w.busy and w.pid in pids)
+        waiting = self._not_started.get(queue, 0)
+        return PoolCounts(len(running), busy, len(children) - len(running), waiting)
+
+    def room(self) -> int:
+        """Workers the budget still has room for (every queue's, stopping ones included)."""
+        if self.limit is None:
+            return 2**31 - 1
+        return max(0, self.limit - self.present())
+
+    def present(self) -> int:
+        """Workers of every queue that have not gone yet, stopping ones included."""
+        children = set(map(id, self.supervisor.children))
+        return sum(1 for kids in self._workers.values() for c in kids if id(c) in children)
+
+    def not_started(self) -> int:
+        return sum(self._not_started.values())
 
     def queues(self) -> list[str]:
         return sorted(self._workers)

@@ -10,18 +10,28 @@ import argparse
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
-from cli.base import USAGE_STATUS, CommandError, add_setting_flags, flag_overrides, print_error
+from cli.api_client import LoginRefused
+from cli.base import USAGE_STATUS, add_setting_flags, flag_overrides, print_error
+from cli.local.backoff import Backoff
 
 # Settings of the stack (StackSettings) that `up` and `demo` take as flags.
-FLAGS = {"data_dir": Path, "api_port": int, "scaler_port": int, "scaler_metrics_port": int}
+FLAGS = {
+    "data_dir": Path,
+    "api_port": int,
+    "scaler_port": int,
+    "scaler_metrics_port": int,
+    "redis_port": int,
+    "total_worker_limit": int,
+}
 DEMO_DEADLINE_SECONDS = 1800.0
 REFRESH_SECONDS = 0.5
 
@@ -40,6 +50,7 @@ def running_stack(args: argparse.Namespace, console: Console) -> Iterator[tuple[
     from cli.local.stack import LocalStack
 
     stack = LocalStack(StackSettings(**flag_overrides(args, FLAGS)))
+    stack.say = lambda text: console.print(text, highlight=False, soft_wrap=True)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -52,11 +63,59 @@ def running_stack(args: argparse.Namespace, console: Console) -> Iterator[tuple[
         stack.stop()
 
 
+@dataclass
+class Watch:
+    """The calls the live view makes each round, each with its own back-off: finding newly
+    registered models (the API's token and model list) and reading the API's metrics. A failed
+    call is a note to show and a later retry, never the end of the stack; only a refused login
+    (a wrong password, which no retry mends) ends it."""
+
+    discover: Callable[[], object]
+    read: Callable[[], dict[str, Any]]
+    discovery_seconds: float
+    discovery: Backoff = field(default_factory=Backoff)
+    metrics: Backoff = field(default_factory=Backoff)
+    work: dict[str, Any] = field(default_factory=dict)
+    next_discovery: float = 0.0
+    # The API's metrics of a thousand models take tens of milliseconds to parse: read them
+    # this often, not at every refresh of the view.
+    read_seconds: float = 2.0
+    next_read: float = 0.0
+
+    def tick(self, now: float) -> None:
+        if now >= self.next_discovery and self.discovery.due(now):
+            try:
+                self.discover()
+            except LoginRefused:
+                raise
+            except Exception as error:  # shown, and tried again after the back-off
+                self.discovery.failed(error, now)
+            else:
+                self.discovery.succeeded()
+            self.next_discovery = now + self.discovery_seconds
+        if now >= self.next_read:
+            work = self.metrics.attempt(self.read, now)
+            if work is not None:
+                self.work = work
+            self.next_read = now + self.read_seconds
+
+    def notes(self, now: float) -> list[str]:
+        shown = (
+            self.discovery.shown("finding models (API)", now),
+            self.metrics.shown("reading the API's metrics", now),
+        )
+        return [note for note in shown if note]
+
+
 def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, demo: Any) -> int:
-    """Show the models until Ctrl-C, a child's exit (1) or `until(scaling)` (0)."""
+    """Show the models until Ctrl-C, a refused login (2) or `until(scaling)` (0)."""
     from cli.local.view import changes, read_work, table
 
-    next_discovery, shown = 0.0, dict[str, str]()
+    looking = Watch(
+        stack.discover, lambda: read_work(stack.api_url), stack.settings.discovery_seconds
+    )
+    shown = dict[str, str]()
+    said = dict[str, str]()
     # A terminal gets a live table; a log gets a line per change.
     with (
         Live(console=console, auto_refresh=False) if console.is_terminal else nullcontext() as live
@@ -64,34 +123,40 @@ def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, d
         if demo is not None:
             demo.start()
         while not stopping.is_set():
-            if time.monotonic() >= next_discovery:
-                try:
-                    stack.discover()
-                except CommandError as error:
-                    print_error(error)
-                    return USAGE_STATUS
-                next_discovery = time.monotonic() + stack.settings.discovery_seconds
-            scaling, work = stack.keda.scaling(), read_work(stack.api_url)
+            now = time.monotonic()
+            try:
+                looking.tick(now)
+            except LoginRefused as error:
+                print_error(error)
+                return USAGE_STATUS
+            notes = stack.notes(now) + looking.notes(now)
+            scaling = stack.keda.scaling()
             if live is not None:
-                live.update(table(scaling, work), refresh=True)
+                live.update(table(scaling, looking.work, notes), refresh=True)
             else:
-                shown = changes(
-                    shown,
-                    scaling,
-                    work,
-                    lambda line: console.print(line, highlight=False, soft_wrap=True),
-                )
-            for child in stack.supervisor.exited():
-                console.print(
-                    f"[red]{child.name} exited[/] (log: {child.log})",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-                return 1
+                say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+                shown = changes(shown, scaling, looking.work, say)
+                said = _say_new(said, notes, say)
+            stack.tend(now)
             if until is not None and until(scaling):
                 return 0
             stopping.wait(REFRESH_SECONDS)
     return 0
+
+
+def _say_new(
+    before: dict[str, str], notes: list[str], say: Callable[[str], None]
+) -> dict[str, str]:
+    """Say each note whose subject (the text before its first colon) is new or changed its
+    reason; the countdown in a note does not make it new."""
+    now: dict[str, str] = {}
+    for note in notes:
+        subject, _, rest = note.partition(":")
+        reason = rest.split(" (failed ")[0]
+        now[subject] = reason
+        if before.get(subject) != reason:
+            say(note)
+    return now
 
 
 class DemoThread:
@@ -146,8 +211,9 @@ def _greet(console: Console, stack: Any) -> None:
     lines = [
         f"API     {stack.api_url}/  (OpenAPI: {stack.api_url}/openapi.json)",
         f"scaler  {stack.scaler_address} (KEDA external scaler, gRPC); its metrics on "
-        f"http://{stack.settings.host}:{stack.settings.scaler_metrics_port}/metrics",
+        f"http://{stack.settings.host}:{stack.ports['scaler_metrics_port']}/metrics",
         f"login   {stack.settings.admin_username} / {stack.password}",
+        f"workers at most {stack.budget.workers} together ({stack.budget.reason})",
         f"data    {stack.data_dir}  (logs in {stack.supervisor.log_dir})",
         "Ctrl-C stops everything.",
     ]

@@ -3,6 +3,8 @@
 Each child leads its own process group, so stopping it reaches everything it started (Celery's
 pool, the kernel's pipelines) and a Ctrl-C in the terminal reaches only the supervisor, which then
 stops the children in order: SIGTERM (workers finish their chunk), then SIGKILL after a grace.
+The sessions of the children that run are kept in `sessions_file` for the stack's tether
+(`cli.local.tether`), which ends them if the supervisor's process is killed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.local.tether import write_sessions
 
-@dataclass
+
+@dataclass(eq=False)  # one object per process: compared by identity, quickly
 class Child:
     name: str
     process: subprocess.Popen[bytes]
@@ -33,8 +38,15 @@ class Child:
 class Supervisor:
     log_dir: Path
     children: list[Child] = field(default_factory=list)
+    sessions_file: Path | None = None
+    # The stand-in's thread starts and reaps workers while the main thread tends the services.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        with self._lock:
+            return self._start(name, argv, env)
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as out:
@@ -48,7 +60,22 @@ class Supervisor:
             )
         child = Child(name, process, log)
         self.children.append(child)
+        self._record_sessions()
         return child
+
+    def forget(self, child: Child) -> None:
+        """Drop a child that exited on its own, killing what it left in its group."""
+        _signal_group(child.process, signal.SIGKILL)
+        child.process.wait()
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+            self._record_sessions()
+
+    def _record_sessions(self) -> None:
+        if self.sessions_file is not None:
+            # Each child leads its own session, so its pid names it.
+            write_sessions(self.sessions_file, [c.process.pid for c in self.children])
 
     def stop(self, child: Child, grace: float) -> None:
         """SIGTERM to the child's whole group, SIGKILL after `grace` seconds."""
@@ -60,7 +87,10 @@ class Supervisor:
             child.process.wait()
         # Whatever the child left in its group (a kernel pipeline) goes too.
         _signal_group(child.process, signal.SIGKILL)
-        self.children.remove(child)
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+            self._record_sessions()
 
     def terminate(self, child: Child) -> None:
         """Ask the child to stop (SIGTERM to its group) and return at once; `reap` finishes."""
@@ -71,6 +101,10 @@ class Supervisor:
     def reap(self, grace: float) -> list[Child]:
         """Forget the stopping children that exited (killing what they left in their group),
         SIGKILL those that outlived `grace`; return the ones forgotten."""
+        with self._lock:
+            return self._reap(grace)
+
+    def _reap(self, grace: float) -> list[Child]:
         gone = []
         for child in list(self.children):
             if child.stopping_since is None:
@@ -82,6 +116,8 @@ class Supervisor:
                 _signal_group(child.process, signal.SIGKILL)
                 self.children.remove(child)
                 gone.append(child)
+        if gone:
+            self._record_sessions()
         return gone
 
     def stop_together(self, children: list[Child], grace: float) -> None:
@@ -103,7 +139,8 @@ class Supervisor:
 
     def exited(self) -> list[Child]:
         """Children that exited without being asked to."""
-        return [c for c in self.children if not c.running and c.stopping_since is None]
+        with self._lock:
+            return [c for c in self.children if not c.running and c.stopping_since is None]
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -2,46 +2,64 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import requests
 from rich.table import Table
 
 from cli.local.keda import ModelScaling
-from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING
+from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING, QUEUED_OR_RUNNING
 from scaler.sources import text_samples
 
 
 @dataclass(frozen=True)
 class Work:
     analyses: int = 0
+    # Sub-tasks still to run (pending, queued or running), and of those the ones on the queue or
+    # running now: a pending one waits for its stage, not for a worker.
     pending: int = 0
+    queued_or_running: int = 0
+
+
+WORK_GAUGES = (ANALYSES, PENDING, QUEUED_OR_RUNNING)
 
 
 def read_work(api_url: str) -> dict[str, Work]:
-    """Each model's analyses and pending sub-tasks, from the API's /metrics (empty on error)."""
-    try:
-        response = requests.get(
-            f"{api_url}/metrics", params={"name[]": [ANALYSES, PENDING]}, timeout=2
-        )
-        response.raise_for_status()
-    except requests.RequestException:
-        return {}
+    """Each model's analyses and sub-tasks to run, from the API's /metrics. Raises on any
+    failure (refused, timed out, 5xx, not the text format): the caller shows it and retries."""
+    response = requests.get(f"{api_url}/metrics", params={"name[]": WORK_GAUGES}, timeout=2)
+    response.raise_for_status()
     numbers: dict[str, dict[str, float]] = {}
     for sample in text_samples(response.text):
         model = sample.labels.get(MODEL_LABEL)
-        if model is not None and sample.name in (ANALYSES, PENDING):
+        if model is not None and sample.name in WORK_GAUGES:
             numbers.setdefault(model, {})[sample.name] = sample.value
     return {
-        model: Work(int(values.get(ANALYSES, 0)), int(values.get(PENDING, 0)))
+        model: Work(*(int(values.get(name, 0)) for name in WORK_GAUGES))
         for model, values in numbers.items()
     }
 
 
-def table(scaling: Mapping[str, ModelScaling], work: Mapping[str, Work]) -> Table:
-    view = Table(title="oasis-autoscaler: models and their workers", title_justify="left")
-    for column in ("model", "analyses", "pending chunks", "desired", "replicas"):
+def table(
+    scaling: Mapping[str, ModelScaling], work: Mapping[str, Work], notes: Sequence[str] = ()
+) -> Table:
+    """The models' table; `notes` (the stack's own state: budget, failing calls, restarts) go
+    under it."""
+    view = Table(
+        title="oasis-autoscaler: models and their workers",
+        title_justify="left",
+        caption="\n".join(notes) or None,
+        caption_justify="left",
+    )
+    for column in (
+        "model",
+        "analyses",
+        "sub-tasks to run",
+        "queued or running",
+        "desired",
+        "replicas",
+    ):
         view.add_column(column, justify="left" if column == "model" else "right")
     view.add_column("workers (busy)", justify="right")
     view.add_column("stopping", justify="right")
@@ -52,24 +70,34 @@ def table(scaling: Mapping[str, ModelScaling], work: Mapping[str, Work]) -> Tabl
             model,
             str(done.analyses),
             str(done.pending),
+            str(done.queued_or_running),
             f"{shown.metric:g}",
             str(shown.replicas),
             f"{shown.running} ({shown.busy})",
             str(shown.stopping),
-            f"[red]{shown.error}[/]" if shown.error else ("active" if shown.active else "idle"),
+            _note(shown),
         )
     if not scaling:
-        view.add_row("(no model registered yet)", "", "", "", "", "", "", "")
+        view.add_row("(no model registered yet)", *[""] * 8)
     return view
 
 
 def line(model: str, shown: ModelScaling, work: Work) -> str:
     return (
-        f"{model}: analyses {work.analyses}, pending chunks {work.pending}, desired "
+        f"{model}: analyses {work.analyses}, sub-tasks to run {work.pending} "
+        f"({work.queued_or_running} queued or running), desired "
         f"{shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
         f"({shown.busy} busy, {shown.stopping} stopping)"
+        + (f", {shown.not_started} not started (worker budget)" if shown.not_started else "")
         + (f", {shown.error}" if shown.error else "")
     )
+
+
+def _note(shown: ModelScaling) -> str:
+    parts = [f"[red]{shown.error}[/]"] if shown.error else ["active" if shown.active else "idle"]
+    if shown.not_started:
+        parts.append(f"[yellow]{shown.not_started} not started (worker budget)[/]")
+    return ", ".join(parts)
 
 
 def changes(

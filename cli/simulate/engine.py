@@ -5,7 +5,9 @@ What it models (docs/simulate.md):
 - A stage records all its sub-tasks when it starts (worker/stages.py), queues its split, then
   its chunks once the split is done, then its join once every chunk is done. A split or join
   of 0 seconds takes no worker (it is counted, and done at once).
-- A model's queue is first in, first out; a pod runs one sub-task at a time.
+- A model's queue is first in, first out; a pod runs up to its model's `slots_per_worker`
+  sub-tasks at once (the worker's concurrency), and the slot free the longest takes the next
+  sub-task (Redis serves the client blocked the longest first).
 - A replica added becomes a worker after the pod start-up time. A replica removed takes a
   starting pod first; then the policy decides: idle pods first and busy ones finish their
   sub-task (ours: pod-deletion-cost), or the newest pods whatever they do, a busy one killed
@@ -32,6 +34,8 @@ SPLIT, CHUNK, JOIN = 0, 1, 2
 # With no sub-task done and no arrival for this long, the rest can never run (a model that
 # gets no worker, as FIXED_WORKERS 0): the simulation stops and says how many analyses ended.
 STALL_SECONDS = 6 * 3600.0
+# A pod created this soon after one of its model was removed counts as churn (flapping).
+CHURN_SECONDS = 60.0
 _ARRIVE, _READY, _DONE, _CALL = 0, 1, 2, 3
 
 
@@ -58,8 +62,10 @@ class Run:
     work: AnalysisWork
     stage: int = 0
     chunks_left: int = 0
-    # Sub-tasks the upstream platform has recorded for it so far, completed ones included.
+    # Sub-tasks recorded for it so far, completed ones included: ours (worker.stages) and the
+    # upstream platform's.
     recorded: int = 0
+    upstream_recorded: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -68,14 +74,15 @@ class Task:
     kind: int
     seconds: float
     queued: float
+    started: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
 class Pod:
     created: float
-    task: Task | None = None
-    started: float = 0.0
-    # Asked to go: it exits when its sub-task ends (or when its grace runs out).
+    tasks: list[Task] = field(default_factory=list)
+    # Asked to go: it takes nothing more and exits when its sub-tasks end (or when its grace
+    # runs out).
     leaving: bool = False
     gone: bool = False
 
@@ -89,14 +96,19 @@ class ModelRun:
     spec: ModelSpec
     queue: deque[Task] = field(default_factory=deque)
     starting: list[Pod] = field(default_factory=list)
-    idle: list[Pod] = field(default_factory=list)
-    busy: list[Pod] = field(default_factory=list)
+    # Pods up and taking sub-tasks (or finishing theirs before they go).
+    ready: list[Pod] = field(default_factory=list)
+    # One entry per free slot, the longest free first; entries of pods gone or leaving are
+    # skipped when met.
+    free: deque[Pod] = field(default_factory=deque)
+    running: int = 0
     leaving_busy: int = 0
-    # The scaling inputs: active analyses, recorded sub-tasks not finished (ours), recorded
-    # sub-tasks of the active analyses, finished ones included (upstream), and the active
-    # analyses by priority.
+    # The scaling inputs: active analyses, recorded sub-tasks not finished (pending), recorded
+    # sub-tasks of the active analyses with finished ones included (ours and upstream's), and
+    # the active analyses by priority.
     analyses: int = 0
     pending: int = 0
+    recorded: int = 0
     upstream_tasks: int = 0
     by_priority: list[int] = field(default_factory=lambda: [0] * 11)
     # Measures.
@@ -109,16 +121,24 @@ class ModelRun:
     worker_seconds: float = 0.0
     lost_seconds: float = 0.0
     peak: int = 0
+    # Pods created within CHURN_SECONDS of a pod of the model being removed: flapping.
+    churn: int = 0
+    last_removal: float = -math.inf
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
 
     @property
     def pods(self) -> int:
-        return len(self.starting) + len(self.idle) + len(self.busy)
+        """Live pods: starting, working, idle, and busy ones leaving after their sub-tasks."""
+        return len(self.starting) + len(self.ready)
 
     @property
     def staying(self) -> int:
         """Pods not asked to go: what the replica count is compared with."""
-        return len(self.starting) + len(self.idle) + len(self.busy) - self.leaving_busy
+        return len(self.starting) + len(self.ready) - self.leaving_busy
+
+    @property
+    def queued_or_running(self) -> int:
+        return len(self.queue) + self.running
 
     @property
     def priority(self) -> int:
@@ -141,6 +161,7 @@ class ModelResult:
     peak_workers: int
     lost_seconds: float
     timeline: Sequence[tuple[float, int, int]]
+    churn: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,11 @@ class Result:
     models: list[ModelResult]
     # Analyses that ran to the end (all of them, unless the policy starved one for ever).
     completed: int = 0
+
+    @property
+    def churn(self) -> int:
+        """Pods started soon after a pod of the same model was removed, over every model."""
+        return sum(m.churn for m in self.models)
 
     @property
     def wait_mean(self) -> float:
@@ -183,6 +209,8 @@ class Simulation:
         self._done = 0
         self._pods = 0
         self._peak = 0
+        # Bumped whenever a pod is created or exits: a policy counting live pods reads it again.
+        self.pods_changed = 0
         if not record:
             self._note = self._note_nothing  # type: ignore[method-assign]
 
@@ -203,10 +231,14 @@ class Simulation:
                 pod = Pod(now)
                 model.starting.append(pod)
                 self._push(now + self.startup, _READY, (model, pod))
+            if now - model.last_removal < CHURN_SECONDS:
+                model.churn += replicas - staying
             self._pods += replicas - staying
+            self.pods_changed += 1
             self._peak = max(self._peak, self._pods)
             model.peak = max(model.peak, model.pods)
         elif replicas < staying:
+            model.last_removal = now
             self._remove(model, staying - replicas)
         self._note(model)
 
@@ -279,9 +311,11 @@ class Simulation:
     def _start_stage(self, model: ModelRun, run: Run) -> None:
         stage = run.work.stages[run.stage]
         model.pending += stage.sub_tasks
-        recorded = stage.chunks + UPSTREAM_SERIAL[stage.stage]
-        run.recorded += recorded
-        model.upstream_tasks += recorded
+        run.recorded += stage.sub_tasks
+        model.recorded += stage.sub_tasks
+        upstream = stage.chunks + UPSTREAM_SERIAL[stage.stage]
+        run.upstream_recorded += upstream
+        model.upstream_tasks += upstream
         if stage.split_seconds:
             model.queue.append(Task(run, SPLIT, stage.split_seconds, self.now))
         else:
@@ -312,7 +346,8 @@ class Simulation:
             else:
                 model.analyses -= 1
                 model.by_priority[run.work.priority] -= 1
-                model.upstream_tasks -= run.recorded
+                model.recorded -= run.recorded
+                model.upstream_tasks -= run.upstream_recorded
                 model.last_done = self.now
                 self._done += 1
 
@@ -322,36 +357,41 @@ class Simulation:
         if pod.gone:
             return  # removed while it was starting
         model.starting.remove(pod)
-        model.idle.append(pod)
+        model.ready.append(pod)
+        model.free.extend([pod] * model.spec.slots_per_worker)
         self._feed(model)
         self._note(model)
 
     def _feed(self, model: ModelRun) -> None:
-        """Idle pods take queued sub-tasks, first in first out."""
-        queue, idle, now = model.queue, model.idle, self.now
-        while idle and queue:
-            pod = idle.pop()
+        """Free slots take queued sub-tasks, first in first out."""
+        queue, free, now = model.queue, model.free, self.now
+        while free and queue:
+            pod = free.popleft()
+            if pod.gone or pod.leaving:
+                continue
             task = queue.popleft()
             wait = now - task.queued
             model.waits += 1
             model.wait_sum += wait
             if wait > model.wait_max:
                 model.wait_max = wait
-            pod.task, pod.started = task, now
-            model.busy.append(pod)
+            task.started = now
+            pod.tasks.append(task)
+            model.running += 1
             self._push(now + task.seconds, _DONE, (model, pod, task))
 
     def _finished(self, model: ModelRun, pod: Pod, task: Task) -> None:
-        if pod.task is not task:
+        if pod.gone or task not in pod.tasks:
             return  # the pod was killed and its sub-task delivered again
-        pod.task = None
-        model.busy.remove(pod)
+        pod.tasks.remove(task)
+        model.running -= 1
         self._progress(model, task)
-        if pod.leaving:
+        if not pod.leaving:
+            model.free.append(pod)
+        elif not pod.tasks:
             model.leaving_busy -= 1
+            model.ready.remove(pod)
             self._exit(model, pod)
-        else:
-            model.idle.append(pod)
         self._feed(model)
         self._note(model)
         self.policy.work_changed(model, self.now, False)
@@ -363,43 +403,40 @@ class Simulation:
             count -= 1
         if not count:
             return
+        staying = [p for p in model.ready if not p.leaving]
         if self.policy.idle_first:
-            while count and model.idle:
-                self._exit(model, model.idle.pop())
-                count -= 1
-            # Busy pods carry a high deletion cost: the newest go first, each after its task.
-            candidates = sorted(
-                (p for p in model.busy if not p.leaving), key=lambda p: p.created, reverse=True
-            )
+            # Idle pods carry a low deletion cost and go first, the most recently idle first;
+            # busy ones a high cost: the newest go, each after its sub-tasks.
+            idle = [p for p in staying if not p.tasks]
+            busy = sorted((p for p in staying if p.tasks), key=lambda p: p.created, reverse=True)
+            candidates = idle[::-1] + busy
         else:
-            candidates = sorted(
-                [*model.idle, *(p for p in model.busy if not p.leaving)],
-                key=lambda p: p.created,
-                reverse=True,
-            )
+            candidates = sorted(staying, key=lambda p: p.created, reverse=True)
         for pod in candidates[:count]:
-            if pod.task is None:
-                model.idle.remove(pod)
+            if not pod.tasks:
+                model.ready.remove(pod)
                 self._exit(model, pod)
                 continue
             pod.leaving = True
             model.leaving_busy += 1
             grace = self.policy.termination_grace
             if grace is not None:
-                self.at(self.now + grace, self._kill, (model, pod, pod.task))
+                self.at(self.now + grace, self._kill, (model, pod))
 
-    def _kill(self, target: tuple[ModelRun, Pod, Task], now: float) -> None:
-        model, pod, task = target
-        if pod.gone or pod.task is not task:
+    def _kill(self, target: tuple[ModelRun, Pod], now: float) -> None:
+        model, pod = target
+        if pod.gone:
             return  # it finished in time
-        model.lost_seconds += now - pod.started
-        pod.task = None
-        model.busy.remove(pod)
+        # Acknowledged late: its messages are delivered again, from the start.
+        for task in pod.tasks:
+            model.lost_seconds += now - task.started
+            task.queued = now
+            model.queue.append(task)
+        model.running -= len(pod.tasks)
+        pod.tasks = []
         model.leaving_busy -= 1
+        model.ready.remove(pod)
         self._exit(model, pod)
-        # Acknowledged late: the message is delivered again, from the start.
-        task.queued = now
-        model.queue.append(task)
         self._feed(model)
         self._note(model)
 
@@ -407,6 +444,7 @@ class Simulation:
         pod.gone = True
         model.worker_seconds += self.now - pod.created
         self._pods -= 1
+        self.pods_changed += 1
 
     # --- measures -------------------------------------------------------------------------
 
@@ -414,7 +452,7 @@ class Simulation:
         pass
 
     def _note(self, model: ModelRun) -> None:
-        point = (self.now, len(model.queue) + len(model.busy), model.pods)
+        point = (self.now, len(model.queue) + model.running, model.pods)
         timeline = model.timeline
         if timeline and timeline[-1][1:] == point[1:]:
             return
@@ -427,7 +465,7 @@ class Simulation:
         models = []
         for model in self.models:
             # Pods still there at the end count up to it (a floor keeps them for ever).
-            alive = model.starting + model.idle + model.busy
+            alive = model.starting + model.ready
             worker_seconds = model.worker_seconds + sum(end - pod.created for pod in alive)
             makespan = model.last_done - model.first_arrival if model.total_analyses else 0.0
             models.append(
@@ -442,6 +480,7 @@ class Simulation:
                     peak_workers=model.peak,
                     lost_seconds=model.lost_seconds,
                     timeline=model.timeline,
+                    churn=model.churn,
                 )
             )
         first = min((w.arrival for w in self._works), default=0.0)

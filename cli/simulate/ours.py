@@ -37,6 +37,9 @@ class KedaScaling:
         self._due: list[float | None] = []
         self._granted: list[int] = []
         self._stale = True
+        self._pods_seen = -1
+        # Models that may claim a share or hold pods: the others are left out of the budget.
+        self._active: set[int] = set()
         # Each model's desired count, worked out again only after its work changed.
         self._desired: list[int | None] = []
 
@@ -46,17 +49,24 @@ class KedaScaling:
             ScaledObjectModel(self._keda.timing(max_replicas(m.spec))) for m in sim.models
         ]
         self._due = [None] * len(sim.models)
+        self._index = {model.name: model.index for model in sim.models}
         self._granted = [0] * len(sim.models)
         self._desired = [None] * len(sim.models)
         for model in sim.models:
             if self.desired(model):  # a floor: KEDA keeps it going from the start
+                self._active.add(model.index)
                 self._schedule(model, 0.0)
 
     def desired(self, model: ModelRun) -> int:
         desired = self._desired[model.index]
         if desired is None:
             desired = desired_workers(
-                model.spec.scaling, analyses=model.analyses, pending=model.pending
+                model.spec.scaling,
+                analyses=model.analyses,
+                pending=model.pending,
+                sub_tasks=model.recorded,
+                queued_or_running=model.queued_or_running,
+                slots_per_worker=model.spec.slots_per_worker,
             )
             self._desired[model.index] = desired
         return desired
@@ -65,24 +75,37 @@ class KedaScaling:
         """What the scaler tells KEDA for `model` now."""
         if self._limit is None:
             return self.desired(model)
-        if self._stale:
+        assert self._sim is not None
+        if self._stale or self._pods_seen != self._sim.pods_changed:
             self._share()
         return self._granted[model.index]
 
     def _share(self) -> None:
         assert self._sim is not None
         claims = []
-        for model in self._sim.models:
+        present, staying = {}, {}
+        for index in sorted(self._active):
+            model = self._sim.models[index]
             desired = self.desired(model)
             floor = model.spec.scaling.worker_count_min
+            pods = model.pods
             if desired or floor:
                 claims.append(Claim(model.name, desired, floor, model.spec.weight, model.priority))
-        grants = allocate(claims, self._limit).granted
-        self._granted = [grants.get(model.name, 0) for model in self._sim.models]
+            if pods:
+                # Live pods (starting, working, draining) hold their share until they leave.
+                present[model.name], staying[model.name] = pods, model.staying
+            self._granted[index] = 0
+            if not (desired or floor or pods):
+                self._active.discard(index)
+        grants = allocate(claims, self._limit, present=present, staying=staying).granted
+        for claim in claims:
+            self._granted[self._index[claim.model]] = grants[claim.model]
         self._stale = False
+        self._pods_seen = self._sim.pods_changed
 
     def work_changed(self, model: ModelRun, now: float, woke: bool) -> None:
         self._stale = True
+        self._active.add(model.index)
         self._desired[model.index] = None
         if not woke:
             return

@@ -56,6 +56,8 @@ class ModelSpec(Strict):
     durations: Durations = Durations()
     # Weight in the fleet budget's fair share.
     weight: Positive = 1.0
+    # Sub-tasks one worker runs at once: the worker's --concurrency (a pod's slots).
+    slots_per_worker: Count = 1
 
 
 class AnalysisSpec(Strict):

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +26,7 @@ from scaler.service import running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
 from tests.support.servers import api_server, redis_server
+from tests.support.up import new_analysis, new_model, running_up, status
 from worker.demo_model import demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
@@ -202,3 +204,54 @@ def test_the_api_publishes_each_models_analyses_by_priority(platform: Platform) 
         and sample.labels["model"] == queue_name(model)
     }
     assert published == {"7": 2, "2": 1}
+
+
+LIVE_BUDGET = 3
+LIVE_CHUNKING = {
+    "lookup_strategy": "FIXED_CHUNKS",
+    "fixed_lookup_chunks": 3,
+    "loss_strategy": "FIXED_CHUNKS",
+    "fixed_analysis_chunks": 6,
+}
+
+
+# Real kernel runs on the loaded machine: a loss chunk takes from 5 s to 45 s.
+@pytest.mark.timeout(900)
+def test_live_workers_of_two_models_never_exceed_the_budget(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    """The whole stack with real workers: two models that each want 3 workers share a budget of
+    3, and a higher-priority analysis arrives while the first model's workers are busy. Workers
+    told to go finish their chunk, and their share goes over only as they leave."""
+    numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
+    env = {"OASIS_AUTOSCALER_SCALER_TOTAL_WORKER_LIMIT": str(LIVE_BUDGET)}
+    scaling = {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1, "worker_count_max": 3}
+    with running_up(tmp_path, numba, env) as stack:
+        (low, low_queue), (high, high_queue) = (
+            new_model(stack, scaling, LIVE_CHUNKING) for _ in range(2)
+        )
+        client = stack.client()
+        first = new_analysis(stack, low)
+        client.analyses.generate_and_run(first)
+        answer_within(120, lambda: stack.workers(low_queue) == LIVE_BUDGET)
+        urgent = new_analysis(stack, high, priority=9)
+        client.analyses.generate_and_run(urgent)
+        most, high_workers = 0, 0
+        stop = time.monotonic() + 900
+        while {status(stack, a) for a in (first, urgent)} != {"RUN_COMPLETED"}:
+            assert time.monotonic() < stop, "the analyses did not complete"
+            gauges = stack.gauges("oasis_model_workers")
+            live = [int(gauges.get(("oasis_model_workers", q), 0)) for q in (low_queue, high_queue)]
+            most = max(most, sum(live))
+            high_workers = max(high_workers, live[1])
+            time.sleep(0.2)  # sampling while the runs go on
+        assert most <= LIVE_BUDGET
+        # The higher priority got workers (so the share did move) without the sum passing it.
+        assert high_workers >= 2
+
+
+def answer_within(deadline: float, check: Callable[[], bool]) -> None:
+    stop = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < stop, f"not within {deadline} s"
+        time.sleep(0.1)  # polling with a deadline

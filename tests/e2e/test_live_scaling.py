@@ -7,28 +7,20 @@ starts and stops real worker processes. Every scenario runs with each strategy.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
-import requests
-from oasislmf.platform_api.client import APIClient
 
 from cli.keda.client import Answer, KedaClient
-from cli.local.launch import grpc_serving, service_argv
-from tests.support.servers import free_port, wait_until
-from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
+from tests.support.up import LiveStack, new_analysis, running_up, status
+from tests.support.up import new_model as support_new_model
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "live-password"
 CHUNKING = {
     "lookup_strategy": "FIXED_CHUNKS",
     "fixed_lookup_chunks": 4,
@@ -54,95 +46,18 @@ SCENARIOS = {
 }
 
 
-@dataclass
-class LiveStack:
-    api_url: str
-    keda: KedaClient
-    process: subprocess.Popen[bytes]
-
-    def client(self) -> APIClient:
-        return APIClient(api_url=self.api_url, username="admin", password=PASSWORD)
-
-    def workers(self, queue: str) -> int:
-        """Live workers of `queue`, as the API's /v2/queue/ reports them."""
-        client = self.client()
-        queues = client.api.get(f"{self.api_url}/v2/queue/").json()
-        return sum(q["worker_count"] for q in queues if q["name"] == queue)
-
-
 @pytest.fixture(scope="module")
 def live(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[LiveStack]:
     root = tmp_path_factory.mktemp("live")
     numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
-    api_port, scaler_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "OASIS_AUTOSCALER_ADMIN_PASSWORD": PASSWORD,
-        "OASIS_AUTOSCALER_NUMBA_CACHE_DIR": str(numba),
-        "OASIS_AUTOSCALER_DISCOVERY_SECONDS": "0.5",
-        "OASIS_AUTOSCALER_POLLING_INTERVAL_SECONDS": "2",
-        "OASIS_AUTOSCALER_HPA_SYNC_SECONDS": "1",
-        "OASIS_AUTOSCALER_COOLDOWN_SECONDS": "3",
-        "OASIS_AUTOSCALER_SCALE_DOWN_STABILIZATION_SECONDS": "2",
-    }
-    command = service_argv(
-        "up",
-        "--data-dir",
-        str(root / "data"),
-        "--api-port",
-        str(api_port),
-        "--scaler-port",
-        str(scaler_port),
-        "--scaler-metrics-port",
-        str(free_port()),
-    )
-    with (root / "up.log").open("wb") as log:
-        up = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        keda = KedaClient(f"127.0.0.1:{scaler_port}")
-        try:
-            url = f"http://127.0.0.1:{api_port}"
-            wait_until(lambda: requests.get(f"{url}/healthcheck/", timeout=1).ok, "up's API", up)
-            wait_until(lambda: grpc_serving(f"127.0.0.1:{scaler_port}"), "up's scaler", up)
-            yield LiveStack(url, keda, up)
-        finally:
-            keda.close()
-            up.send_signal(signal.SIGINT)
-            assert up.wait(timeout=180) == 0, (root / "up.log").read_text()[-3000:]
+    with running_up(root, numba, {"OASIS_AUTOSCALER_SCALE_DOWN_STABILIZATION_SECONDS": "2"}) as up:
+        yield up
 
 
 def new_model(stack: LiveStack, scaling: dict[str, Any]) -> tuple[int, str]:
-    client = stack.client()
-    model = client.models.create("Live", f"M{uuid.uuid4().hex[:8]}", "1").json()
-    client.models.settings.post(model["id"], model_settings())
-    client.models.chunking_configuration.post(model["id"], CHUNKING)
-    client.models.scaling_configuration.post(model["id"], scaling)
-    queue = str(model["queue_name"])
-    # The scaler knows a model at its next read of the API's metrics (every 0.5 s).
-    wait_until(lambda: _known(stack.keda, queue), f"the scaler to know {queue}", deadline=10)
-    return int(model["id"]), queue
-
-
-def _known(keda: KedaClient, queue: str) -> bool:
-    try:
-        keda.ask(queue)
-    except grpc.RpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
-def new_analysis(stack: LiveStack, model: int) -> int:
-    client = stack.client()
-    portfolio = client.portfolios.create(f"p-{uuid.uuid4().hex[:6]}").json()["id"]
-    client.portfolios.location_file.post(
-        portfolio, demo_locations(10).encode(), content_type="text/csv"
-    )
-    analysis: int = client.analyses.create("live", portfolio, model).json()["id"]
-    client.analyses.settings.post(analysis, demo_analysis_settings())
-    return analysis
+    return support_new_model(stack, scaling, CHUNKING)
 
 
 @dataclass
@@ -211,7 +126,7 @@ def test_work_wakes_the_model_at_once_and_workers_rise_and_drain(
 
 
 def _status(stack: LiveStack, analysis: int) -> str:
-    return str(stack.client().analyses.get(analysis).json()["status"])
+    return status(stack, analysis)
 
 
 @pytest.mark.parametrize("strategy", sorted(SCENARIOS))
@@ -258,3 +173,51 @@ def test_a_missing_or_unknown_model_is_refused(
             call()
         assert raised.value.code() is code
         assert "model" in raised.value.details()
+
+
+HOLD_CHUNKING = {
+    "lookup_strategy": "FIXED_CHUNKS",
+    "fixed_lookup_chunks": 3,
+    "loss_strategy": "FIXED_CHUNKS",
+    "fixed_analysis_chunks": 7,
+}
+HOLD_CAP = 3
+
+
+# Real kernel runs on the loaded machine: a loss chunk takes from 5 s to 45 s.
+@pytest.mark.timeout(900)
+def test_dynamic_tasks_stops_no_worker_while_its_chunks_wait(live: LiveStack) -> None:
+    """While a chunk of the model waits on its queue, its workers are never fewer than a moment
+    before; after the last chunk they fall to the floor."""
+    scaling = {
+        "scaling_strategy": "DYNAMIC_TASKS",
+        "chunks_per_worker": 2,
+        "worker_count_max": HOLD_CAP,
+        "worker_count_min": 1,
+    }
+    model, queue = support_new_model(live, scaling, HOLD_CHUNKING)
+    analysis = new_analysis(live, model)
+    live.client().analyses.generate_and_run(analysis)
+    names = ("oasis_model_queued_or_running_sub_tasks", "oasis_model_busy_workers")
+    previous: tuple[float, int] | None = None  # (chunks waiting, live workers)
+    dropped_while_waiting = []
+    most_workers = 0
+    stop = time.monotonic() + 600
+    while status(live, analysis) != "RUN_COMPLETED":
+        assert time.monotonic() < stop, "the analysis did not complete"
+        assert "ERROR" not in status(live, analysis)
+        gauges = live.gauges(*names, "oasis_model_workers")
+        workers = int(gauges.get(("oasis_model_workers", queue), 0))
+        # One sub-task per worker (--concurrency 1): what is queued or running and not on a
+        # busy worker is waiting on the queue.
+        waiting = gauges.get((names[0], queue), 0) - gauges.get((names[1], queue), 0)
+        if previous is not None and previous[0] > 0 and waiting > 0 and workers < previous[1]:
+            dropped_while_waiting.append((previous, (waiting, workers)))
+        previous = (waiting, workers)
+        most_workers = max(most_workers, workers)
+        time.sleep(0.2)  # sampling while the run goes on
+    assert not dropped_while_waiting, dropped_while_waiting
+    assert most_workers == HOLD_CAP
+    # After the last chunk: the floor, asked for and kept.
+    answer_within(3, lambda: live.keda.ask(queue) == Answer(active=True, metric=1.0))
+    answer_within(60, lambda: live.workers(queue) == 1)

@@ -7,8 +7,11 @@ import uuid
 from typing import Any
 
 import pytest
+from redis import Redis
 
+from api.queueing import queue_lists
 from tests.integration.conftest import Call
+from worker.demo_model import demo_locations
 
 pytestmark = pytest.mark.integration
 
@@ -150,12 +153,95 @@ def test_bad_location_files_are_refused(api: Call, content: bytes, reason: str) 
     assert api("GET", f"/v2/portfolios/{portfolio}/").content == before
 
 
+def without_column(text: str, column: str) -> bytes:
+    rows = [line.split(",") for line in text.splitlines()]
+    at = rows[0].index(column)
+    return "".join(",".join(r[:at] + r[at + 1 :]) + "\n" for r in rows).encode()
+
+
+def with_value(text: str, column: str, row: int, value: str) -> bytes:
+    rows = [line.split(",") for line in text.splitlines()]
+    rows[row][rows[0].index(column)] = value
+    return "".join(",".join(r) + "\n" for r in rows).encode()
+
+
+LOCATIONS = demo_locations(4)
+EXPOSURE_REFUSALS = [
+    # ods_tools' own OED check answers these.
+    (with_value(LOCATIONS, "OccupancyCode", 2, "9999"), ["OccupancyCode", "9999"]),
+    (with_value(LOCATIONS, "BuildingTIV", 3, "-5"), ["BuildingTIV", "outside range"]),
+    (without_column(LOCATIONS, "LocNumber"), ["LocNumber missing"]),
+    # What it lets through and oasislmf trips on.
+    (with_value(LOCATIONS, "BuildingTIV", 2, "lots"), ["BuildingTIV", "'lots' in row 3"]),
+    (b"PortNumber,AccNumber,LocNumber\n1,1,1\n", ["none of the TIV columns", "ContentsTIV"]),
+    (
+        b"PortNumber,AccNumber,LocNumber,BuildingTIV\n1,1,1,0\n1,1,2,\n",
+        ["BuildingTIV", "every insured value is 0"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "names"),
+    EXPOSURE_REFUSALS,
+    ids=["bad occupancy", "negative TIV", "no LocNumber", "text TIV", "no TIV", "zero TIV"],
+)
+def test_location_files_the_kernel_cannot_read_are_refused_at_upload(
+    api: Call, content: bytes, names: list[str]
+) -> None:
+    portfolio = api("POST", "/v2/portfolios/", json={"name": "exposure"}).json()["id"]
+    before = api("GET", f"/v2/portfolios/{portfolio}/").content
+    response = api(
+        "POST",
+        f"/v2/portfolios/{portfolio}/location_file/",
+        files={"file": ("loc.csv", content, "text/csv")},
+    )
+    assert response.status_code == 400, response.text
+    assert list(response.json()) == ["file"]
+    reason = response.json()["file"][0]
+    assert all(name in reason for name in names), reason
+    assert api("GET", f"/v2/portfolios/{portfolio}/").content == before
+
+
+def test_generate_inputs_refuses_a_file_without_a_tiv_the_models_lookup_keys(
+    api: Call, model_id: int, redis: Redis
+) -> None:
+    """OED makes ContentsTIV optional and the upload takes the file, but the model keys
+    contents: oasislmf would end in KeyError 'ContentsTIV'. Refused, nothing queued."""
+    api(
+        "POST",
+        f"/v2/models/{model_id}/settings/",
+        json={"lookup_settings": {"supported_coverage_types": [1, 3, 4]}},
+    )
+    portfolio = api("POST", "/v2/portfolios/", json={"name": "no contents"}).json()["id"]
+    uploaded = api(
+        "POST",
+        f"/v2/portfolios/{portfolio}/location_file/",
+        files={"file": ("loc.csv", without_column(LOCATIONS, "ContentsTIV"), "text/csv")},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    analysis = api(
+        "POST", "/v2/analyses/", json={"name": "a", "portfolio": portfolio, "model": model_id}
+    ).json()
+    before = api("GET", f"/v2/analyses/{analysis['id']}/").content
+    for action in ("generate_inputs", "generate_and_run"):
+        response = api("POST", f"/v2/analyses/{analysis['id']}/{action}/")
+        assert response.status_code == 400, response.text
+        if action == "generate_inputs":
+            assert list(response.json()) == ["location_file"]
+            reason = response.json()["location_file"][0]
+            assert "ContentsTIV" in reason and "coverage type 3" in reason, reason
+    assert api("GET", f"/v2/analyses/{analysis['id']}/").content == before
+    queue = api("GET", f"/v2/models/{model_id}/").json()["queue_name"]
+    assert sum(redis.llen(name) for name in queue_lists(queue)) == 0
+
+
 def analysis_with_inputs(api: Call, model_id: int) -> int:
     portfolio = api("POST", "/v2/portfolios/", json={"name": "p"}).json()["id"]
     api(
         "POST",
         f"/v2/portfolios/{portfolio}/location_file/",
-        files={"file": ("loc.csv", b"LocNumber,Latitude\n1,52\n", "text/csv")},
+        files={"file": ("loc.csv", demo_locations(1).encode(), "text/csv")},
     )
     analysis = api(
         "POST", "/v2/analyses/", json={"name": "a", "portfolio": portfolio, "model": model_id}

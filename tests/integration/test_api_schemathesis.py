@@ -36,6 +36,7 @@ from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Respo
 from schemathesis.errors import FailureGroup
 
 from tests.integration.conftest import PASSWORD
+from worker.demo_model import demo_locations
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ CHECKS: dict[str, dict[str, Any]] = {
     "object_level_authorization": {"enabled": False},
 }
 
-LOCATIONS = b"LocNumber,Latitude,Longitude,BuildingTIV\n1,52.1,-0.1,1000\n2,52.2,-0.2,2000\n"
+LOCATIONS = demo_locations(2).encode()
 MODEL_SETTINGS = {
     "model_settings": {
         "event_set": {

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -338,3 +339,47 @@ def test_collect_keys_names_the_chunks_not_done(
     with pytest.raises(kernel.MissingChunksError, match=r"rows 5-9, rows 10-14$"):
         kernel.collect_keys(work, CHUNKS)
     assert not (work / kernel.KEYS_DIR).exists()
+
+
+# --- (e) the log of a step --------------------------------------------------------------------
+
+
+LOGGED_ATTEMPT = ATTEMPT.replace(
+    'format="%(message)s"', 'format="%(levelname)s %(name)s: %(message)s"'
+)
+
+
+def test_a_loss_chunks_log_carries_no_progress_ping_error(
+    whole: Analysis, model: DemoModel, numba_cache: Path, tmp_path: Path
+) -> None:
+    """No platform websocket here: oasislmf's progress ping must not log an ERROR per chunk
+    (`oasis_ping_socket could not connect` with nothing on its port), nor reach whatever else
+    holds its port."""
+    analysis = Analysis(whole.work_dir, tmp_path / "run")
+    _prepare(analysis, model)
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        port = squatter.getsockname()[1]
+        logs = [_logged_chunk(analysis.run_dir, 0, numba_cache, port)]
+        squatter.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            squatter.accept()
+    logs.append(_logged_chunk(analysis.run_dir, 1, numba_cache, port))  # nothing listens now
+    for log in logs:
+        assert KERNEL_RUNNING in log
+        errors = [line for line in log.splitlines() if line.startswith(("ERROR", "CRITICAL"))]
+        assert errors == [], log
+        assert "oasis_ping" not in log
+
+
+def _logged_chunk(run_dir: Path, index: int, cache: Path, ping_port: int) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", LOGGED_ATTEMPT, str(run_dir), str(index), "2", str(cache)],
+        cwd=REPO,
+        env={**os.environ, "OASIS_SOCKET_SERVER_PORT": str(ping_port)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (run_dir / kernel.LOSS_CHUNKS / f"{index + 1}.work").is_dir()
+    return done.stdout + done.stderr

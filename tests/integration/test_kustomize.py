@@ -267,6 +267,20 @@ def test_dev_makes_every_secret_it_uses(rendered: dict[str, list[Doc]]) -> None:
         assert key in made[name], f"Secret {name} has no key {key}"
 
 
+def test_dev_broker_keeps_its_queues_across_a_restart(rendered: dict[str, list[Doc]]) -> None:
+    """Redis persists to an append-only file on the pod's volume (a crash or OOM kill restarts
+    the container in the same pod, with its queues)."""
+    pod = find(rendered["overlays/dev"], "Deployment", "redis")["spec"]["template"]["spec"]
+    (redis,) = pod["containers"]
+    args = redis["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] in ("everysec", "always")
+    mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
+    # The official image's working folder, where Redis writes its files.
+    assert "/data" in mounts
+    assert any(v["name"] == mounts["/data"] for v in pod["volumes"])
+
+
 def test_production_uses_only_the_documented_secrets(rendered: dict[str, list[Doc]]) -> None:
     docs = rendered["overlays/examples"]
     assert not [d for d in docs if d["kind"] == "Secret"], "production keeps no secret in git"

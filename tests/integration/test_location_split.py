@@ -100,7 +100,7 @@ def _whole_portfolio_keys(model: DemoModel, location_csv: Path, folder: Path) ->
 
     folder.mkdir()
     exposure = OedExposure(
-        location=kernel._read_oed_csv(location_csv),
+        location=kernel.read_oed_csv(location_csv),
         check_oed=True,
         use_field=True,
         additional_fields=DEFAULT_ADDITIONAL_FIELDS,

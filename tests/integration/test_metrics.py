@@ -84,8 +84,21 @@ def samples(exposition: str, models: set[str]) -> Samples:
     }
 
 
-def gauges(model: str, *, analyses: int, pending: int, messages: int | None) -> Samples:
-    values = {"oasis_model_analyses": analyses, "oasis_model_pending_sub_tasks": pending}
+def gauges(
+    model: str,
+    *,
+    analyses: int,
+    pending: int,
+    messages: int | None,
+    recorded: int = 0,
+    queued_or_running: int = 0,
+) -> Samples:
+    values = {
+        "oasis_model_analyses": analyses,
+        "oasis_model_pending_sub_tasks": pending,
+        "oasis_model_recorded_sub_tasks": recorded,
+        "oasis_model_queued_or_running_sub_tasks": queued_or_running,
+    }
     if messages is not None:
         # Read from Redis with the queue: no worker runs in these tests.
         values |= {
@@ -253,7 +266,9 @@ def test_a_scrape_publishes_every_number(
             # queued + running (split); failed, cancelled and new are not main tasks.
             # 7 sub-tasks of `running`, one completed; `failed` and `cancelled` have none left.
             # 4 main tasks + 3 in the priority lists + 2 reserved.
-            **gauges(busy, analyses=2, pending=6, messages=9),
+            # `running` has 7 sub-tasks recorded, all queued, one completed since: 6 queued or
+            # running. `failed` and `cancelled` are no longer active: none of theirs counts.
+            **gauges(busy, analyses=2, pending=6, messages=9, recorded=7, queued_or_running=6),
             # Both main tasks at the default priority, 4; the idle model has none to count.
             (
                 "oasis_model_analyses_by_priority",

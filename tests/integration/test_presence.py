@@ -158,6 +158,10 @@ def test_malformed_records_are_skipped(redis: Redis, caplog: pytest.LogCaptureFi
         "bad-busy": {**good, "busy:9": "later"},
         "empty-node": {**good, "node": ""},
         "not-utf8": {**good, "queue": b"\xff"},
+        "bad-slots": {**good, "slots": "two"},
+        "no-slots-at-all": {**good, "slots": "0"},
+        # Its --concurrency: 4 sub-tasks at once.
+        "slots": {**good, "node": "q.3@h", "slots": "4"},
     }
     names = [presence.key(f"malformed-{name}") for name in records]
     try:
@@ -168,7 +172,8 @@ def test_malformed_records_are_skipped(redis: Redis, caplog: pytest.LogCaptureFi
         assert live_workers(redis, "q-m-1") == [
             WorkerPresence(node="q.1@h", pid=1, queue="q-m-1", busy=False, since=10.5),
             WorkerPresence(node="q.2@h", pid=1, queue="q-m-1", busy=True, since=15.0),
+            WorkerPresence(node="q.3@h", pid=1, queue="q-m-1", busy=False, since=10.5, slots=4),
         ]
-        assert sum("malformed worker record" in r.message for r in caplog.records) == 7
+        assert sum("malformed worker record" in r.message for r in caplog.records) == 9
     finally:
         redis.delete(*names)

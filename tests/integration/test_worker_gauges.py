@@ -35,28 +35,32 @@ def worker_count(api: Call, queue: str) -> int:
     return int(entries[0]["worker_count"]) if entries else 0
 
 
+SLOTS = "oasis_model_worker_slots"
+
+
 def gauges(api_url: str, queue: str) -> dict[str, float]:
     text = requests.get(f"{api_url}/metrics", timeout=10).text
     return {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name in ("oasis_model_workers", "oasis_model_busy_workers")
+        if sample.name in ("oasis_model_workers", "oasis_model_busy_workers", SLOTS)
         and sample.labels.get("model") == queue
     }
 
 
 @pytest.fixture
-def workers(redis: Redis) -> Iterator[Callable[[str], Presence]]:
+def workers(redis: Redis) -> Iterator[Callable[..., Presence]]:
     started: list[Presence] = []
 
-    def start(queue: str) -> Presence:
+    def start(queue: str, slots: int = 1) -> Presence:
         presence = Presence(
             redis,
             node=f"{queue}.{len(started)}@{socket.gethostname()}",
             queue=queue,
             ttl_seconds=60,
             refresh_seconds=30,
+            slots=slots,
         )
         presence.refresh()  # what the worker does when Celery is ready
         started.append(presence)
@@ -68,7 +72,7 @@ def workers(redis: Redis) -> Iterator[Callable[[str], Presence]]:
 
 
 def test_live_and_busy_workers_per_model(
-    api: Call, api_url: str, workers: Callable[[str], Presence]
+    api: Call, api_url: str, workers: Callable[..., Presence]
 ) -> None:
     queue, idle_queue = new_model(api), new_model(api)
     assert worker_count(api, queue) == 0
@@ -77,7 +81,12 @@ def test_live_and_busy_workers_per_model(
     first.mark_busy()
     assert worker_count(api, queue) == 2
     assert worker_count(api, idle_queue) == 0
-    assert gauges(api_url, queue) == {"oasis_model_workers": 2, "oasis_model_busy_workers": 1}
+    # Slots per worker: 1 from a worker's record (its --concurrency).
+    assert gauges(api_url, queue) == {
+        "oasis_model_workers": 2,
+        "oasis_model_busy_workers": 1,
+        SLOTS: 1,
+    }
     assert gauges(api_url, idle_queue) == {
         "oasis_model_workers": 0,
         "oasis_model_busy_workers": 0,
@@ -89,8 +98,19 @@ def test_live_and_busy_workers_per_model(
     assert gauges(api_url, queue)["oasis_model_workers"] == 1
 
 
+def test_slots_per_worker_come_from_the_workers_records(
+    api: Call, api_url: str, workers: Callable[..., Presence]
+) -> None:
+    queue = new_model(api)
+    workers(queue, slots=2)
+    assert gauges(api_url, queue)[SLOTS] == 2
+    # During a rollout to a higher concurrency the largest is published.
+    workers(queue, slots=4)
+    assert gauges(api_url, queue)[SLOTS] == 4
+
+
 def test_a_malformed_record_never_breaks_the_reads(
-    api: Call, api_url: str, redis: Redis, workers: Callable[[str], Presence]
+    api: Call, api_url: str, redis: Redis, workers: Callable[..., Presence]
 ) -> None:
     queue = new_model(api)
     workers(queue)

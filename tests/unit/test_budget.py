@@ -225,3 +225,86 @@ def test_deterministic(claims: list[Claim], limit: int) -> None:
 def test_allocation_is_comparable() -> None:
     assert isinstance(allocate([], 3), Allocation)
     assert allocate([], 3).total == 0
+
+
+# --- rule 4: the budget holds for pods --------------------------------------------------
+
+HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], dict[str, int]]] = [
+    # (id, claims, limit, present, staying, granted)
+    (
+        "a share freed by a scale-down waits for the draining workers",
+        [Claim("a", 2, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 8},
+        {"a": 8},
+        {"a": 2, "b": 0},
+    ),
+    (
+        "as they leave, the share goes over",
+        [Claim("a", 2, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 5},
+        {"a": 5},
+        {"a": 2, "b": 3},
+    ),
+    (
+        "draining workers of a model growing again still count",
+        [Claim("a", 6)],
+        6,
+        {"a": 6},
+        {"a": 3},
+        {"a": 3},
+    ),
+    (
+        "workers of a model with no claim count too",
+        [Claim("b", 4)],
+        6,
+        {"gone": 3},
+        {"gone": 0},
+        {"b": 3},
+    ),
+    (
+        "floors hold whatever is present",
+        [Claim("a", 2, floor=2), Claim("b", 5)],
+        4,
+        {"b": 4},
+        {"b": 4},
+        {"a": 2, "b": 2},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("claims", "limit", "present", "staying", "granted"),
+    [case[1:] for case in HELD_CASES],
+    ids=[case[0] for case in HELD_CASES],
+)
+def test_present_workers_hold_their_place(
+    claims: list[Claim],
+    limit: int,
+    present: dict[str, int],
+    staying: dict[str, int],
+    granted: dict[str, int],
+) -> None:
+    assert dict(allocate(claims, limit, present=present, staying=staying).granted) == granted
+
+
+@given(claim_sets(), st.integers(0, 40), st.data())
+def test_pods_never_exceed_the_budget_once_the_grants_are_acted_on(
+    claims: list[Claim], limit: int, data: st.DataObject
+) -> None:
+    """Pods after KEDA acts: each model's grant (its staying pods and new ones) plus its
+    draining ones. Starting from pods within the budget, they stay within it, but for floors."""
+    floors = sum(c.floor for c in claims)
+    staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
+    draining = {c.model: data.draw(st.integers(0, 5)) for c in claims}
+    present = {m: staying[m] + draining[m] for m in staying}
+    if sum(present.values()) > limit or floors > limit:
+        return
+    granted = allocate(claims, limit, present=present, staying=staying).granted
+    after = sum(max(granted[m], staying[m]) + draining[m] for m in staying)
+    # A floor is kept at once, even while draining workers still fill the budget.
+    forced = sum(max(0, c.floor - staying[c.model]) for c in claims)
+    assert after <= limit + forced
+    for claim in claims:
+        assert claim.floor <= granted[claim.model] <= claim.desired

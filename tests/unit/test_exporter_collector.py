@@ -63,6 +63,9 @@ def test_the_captured_snapshot_gives_upstreams_replica_count() -> None:
     assert set(built.states) == {PIWIND}
     piwind = built.states[PIWIND]
     assert (piwind.analyses, piwind.pending, piwind.priority) == (1, 8, 4)
+    # Upstream's count (the analysis's sub_task_count) and what waits on the broker, published
+    # for DYNAMIC_TASKS; the broker's consumers are the workers present.
+    assert (piwind.sub_tasks, piwind.queued_or_running, piwind.workers) == (9, 8, 0)
     assert piwind.desired == 4
 
 

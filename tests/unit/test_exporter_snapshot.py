@@ -75,17 +75,41 @@ CAPTURED = [
     pytest.param(
         "ws_push_after_create_statuses.json",
         # Listed under celery-v2 only, but its queue_names name the model's queue.
-        {PIWIND: QueueWork(analyses=1, pending=0, priorities={4: 1})},
+        {
+            PIWIND: QueueWork(
+                analyses=1, pending=0, priorities={4: 1}, recorded=9, queued_or_running=0
+            )
+        },
         id="push after the sub-tasks were created",
     ),
     pytest.param(
         "ws_push_beat_digest.json",
-        {PIWIND: QueueWork(analyses=1, pending=8, messages=1, workers=0, priorities={4: 1})},
+        {
+            PIWIND: QueueWork(
+                analyses=1,
+                pending=8,
+                messages=1,
+                workers=0,
+                priorities={4: 1},
+                recorded=9,
+                queued_or_running=8,
+            )
+        },
         id="beat digest",
     ),
     pytest.param(
         "queue-status_generate_inputs_queued_no_worker.json",
-        {PIWIND: QueueWork(analyses=1, pending=8, messages=1, workers=0, priorities={4: 1})},
+        {
+            PIWIND: QueueWork(
+                analyses=1,
+                pending=8,
+                messages=1,
+                workers=0,
+                priorities={4: 1},
+                recorded=9,
+                queued_or_running=8,
+            )
+        },
         id="REST queue status, inputs queued, no worker",
     ),
 ]
@@ -108,7 +132,11 @@ HAND_MADE = [
             (queue("M-1", pending_count=3), [analysis(1, ["M-1", "celery-v2"])]),
             (queue("celery-v2", pending_count=1), [analysis(1, ["M-1", "celery-v2"])]),
         ),
-        {"m-1": QueueWork(analyses=1, pending=3, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1, pending=3, priorities={4: 1}, recorded=3, queued_or_running=3
+            )
+        },
         id="two queues list one analysis: counted once",
     ),
     pytest.param(
@@ -117,8 +145,12 @@ HAND_MADE = [
             (queue("N-1", running_count=4), [analysis(2, ["N-1", "M-1"], priority=9)]),
         ),
         {
-            "m-1": QueueWork(analyses=2, pending=2, priorities={4: 2}),
-            "n-1": QueueWork(analyses=1, pending=4, priorities={4: 1}),
+            "m-1": QueueWork(
+                analyses=2, pending=2, priorities={4: 2}, recorded=2, queued_or_running=2
+            ),
+            "n-1": QueueWork(
+                analyses=1, pending=4, priorities={4: 1}, recorded=4, queued_or_running=4
+            ),
         },
         id="an analysis on two model queues counts on both, first listing wins",
     ),
@@ -129,7 +161,16 @@ HAND_MADE = [
                 [analysis(1, [], in_queue=0, status="INPUTS_GENERATION_QUEUED", priority=7)],
             )
         ),
-        {"m-1": QueueWork(analyses=1, pending=1, messages=1, priorities={7: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1,
+                pending=1,
+                messages=1,
+                priorities={7: 1},
+                recorded=1,
+                queued_or_running=1,
+            )
+        },
         id="an analysis with no sub-tasks yet, queued: a main task",
     ),
     pytest.param(
@@ -139,12 +180,26 @@ HAND_MADE = [
     ),
     pytest.param(
         message((queue("M-1", queue_message_count=2, worker_count=3), [])),
-        {"m-1": QueueWork(analyses=1, pending=2, messages=2, workers=3, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1,
+                pending=2,
+                messages=2,
+                workers=3,
+                priorities={4: 1},
+                recorded=2,
+                queued_or_running=2,
+            )
+        },
         id="a queue with messages and no analysis: one stand-in analysis",
     ),
     pytest.param(
         message((queue("M-1", running_count=1), [])),
-        {"m-1": QueueWork(analyses=1, pending=1, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+            )
+        },
         id="a queue with a running sub-task and no analysis: work too",
     ),
     pytest.param(
@@ -162,12 +217,20 @@ HAND_MADE = [
     ),
     pytest.param(
         message((queue("M-1", pending_count=1), [analysis(1, ["M-1"], priority=None)])),
-        {"m-1": QueueWork(analyses=1, pending=1, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+            )
+        },
         id="no priority: the default 4",
     ),
     pytest.param(
         message((queue("M-1", pending_count=1), [analysis(1, ["M-1"], priority=42)])),
-        {"m-1": QueueWork(analyses=1, pending=1, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+            )
+        },
         id="a priority outside 1-10: the default 4",
     ),
     pytest.param(
@@ -177,7 +240,16 @@ HAND_MADE = [
                 [analysis(1, ["M-1"], priority=2), analysis(2, ["M-1"], priority=10)],
             )
         ),
-        {"m-1": QueueWork(analyses=2, pending=6, messages=6, priorities={2: 1, 10: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=2,
+                pending=6,
+                messages=6,
+                priorities={2: 1, 10: 1},
+                recorded=6,
+                queued_or_running=6,
+            )
+        },
         id="more broker messages than sub-task rows: the messages count",
     ),
     pytest.param(
@@ -192,7 +264,11 @@ HAND_MADE = [
                 }
             ],
         },
-        {"m-1": QueueWork(analyses=1, pending=1, priorities={4: 1})},
+        {
+            "m-1": QueueWork(
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+            )
+        },
         id="unknown fields are ignored",
     ),
 ]

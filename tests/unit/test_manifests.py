@@ -119,12 +119,12 @@ def test_scaled_object_contract() -> None:
         "name": "worker-oasislmf-piwind-1",
     }
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 20)
-    assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (15, 60)
+    assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (10, 10)
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     for direction in ("scaleUp", "scaleDown"):
         assert parse_quantity(str(behavior[direction]["tolerance"])) == 0
         assert behavior[direction]["policies"]
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 30
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 0
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
     # One step up to the cap: the scaler's count is reached at once.
     assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 20, "periodSeconds": 15}]

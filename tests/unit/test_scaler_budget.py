@@ -91,6 +91,25 @@ def test_with_a_limit_the_grants_share_it_and_desired_stays_visible() -> None:
     assert allocation.total == 10
 
 
+def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
+    """`low` was granted 9 alone and its 9 workers are present: `high`, arriving at a higher
+    priority, gets only what they leave free, whatever it was promised before."""
+    alone = {
+        "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
+        "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
+    }
+    granted, _ = with_grants(alone, 10, previous={"low": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 1, "high": 1}
+    # Six of low's workers have left; the grant high was given is held for it too.
+    drained = {**alone, "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=3)}
+    granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 1, "high": 7}
+    # A grant KEDA has not acted on yet (no worker of high present) keeps its place: low, whose
+    # 9 workers were told to go, gets no new one while they drain.
+    granted, _ = with_grants(alone, 10, previous={"low": 0, "high": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 0, "high": 9}
+
+
 def test_weights_act_within_a_priority() -> None:
     same = {m: ModelState(DYNAMIC, analyses=3, pending=45, priority=4) for m in ("a", "b")}
     granted, _ = with_grants(same, 8, {"a": 3.0})

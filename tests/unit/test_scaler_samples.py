@@ -90,6 +90,34 @@ STATE_CASES: list[tuple[str, list[Sample], dict[str, ModelState]]] = [
         },
     ),
     (
+        "the DYNAMIC_TASKS inputs and the workers",
+        [
+            info(strategy="DYNAMIC_TASKS"),
+            gauge("analyses", 1),
+            gauge("pending_sub_tasks", 30),
+            gauge("recorded_sub_tasks", 87),
+            gauge("queued_or_running_sub_tasks", 29),
+            gauge("worker_slots", 2),
+            gauge("workers", 5),
+        ],
+        {
+            MODEL: ModelState(
+                ScalingConfiguration(scaling_strategy="DYNAMIC_TASKS"),
+                analyses=1,
+                pending=30,
+                sub_tasks=87,
+                queued_or_running=29,
+                slots_per_worker=2,
+                workers=5,
+            )
+        },
+    ),
+    (
+        "an older publisher: no new inputs, one slot, no workers",
+        [info(strategy="DYNAMIC_TASKS"), gauge("pending_sub_tasks", 30)],
+        {MODEL: ModelState(ScalingConfiguration(scaling_strategy="DYNAMIC_TASKS"), pending=30)},
+    ),
+    (
         "3.0 is the integer 3",
         [info(strategy="QUEUE_LOAD"), gauge("worker_count_max", 3.0), gauge("analyses", 5.0)],
         {
@@ -313,3 +341,38 @@ def test_one_query_asks_for_every_input_merged_over_replicas() -> None:
     assert PROMQL.startswith("max by (__name__, model, strategy) (")
     for name in ("oasis_model_scaling_info", "oasis_model_pending_sub_tasks"):
         assert name in PROMQL
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("recorded_sub_tasks", -1.0),
+        ("queued_or_running_sub_tasks", 1.5),
+        ("worker_slots", math.nan),
+        ("workers", math.inf),
+    ],
+)
+def test_a_bad_new_input_is_a_problem_and_counts_as_unpublished(name: str, value: float) -> None:
+    built = build_states(
+        [info(strategy="DYNAMIC_TASKS"), gauge("pending_sub_tasks", 3), gauge(name, value)]
+    )
+    state = built.states[MODEL]
+    assert (state.sub_tasks or 0, state.queued_or_running or 0, state.workers) == (0, 0, 0)
+    assert state.slots_per_worker == 1
+    assert [p.message.split("=")[0] for p in built.problems] == [f"oasis_model_{name}"]
+
+
+def test_the_rule_gets_the_published_inputs() -> None:
+    """The chunks still wait for all 9 of upstream's workers: the model keeps 9, where the
+    pending count alone (30 / 10 per worker) would ask for 3."""
+    built = build_states(
+        [
+            info(strategy="DYNAMIC_TASKS"),
+            gauge("chunks_per_worker", 10),
+            gauge("analyses", 1),
+            gauge("pending_sub_tasks", 30),
+            gauge("recorded_sub_tasks", 87),
+            gauge("queued_or_running_sub_tasks", 29),
+        ]
+    )
+    assert built.states[MODEL].desired == 9

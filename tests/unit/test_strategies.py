@@ -223,3 +223,229 @@ def test_work_gets_at_least_one_worker_when_the_strategy_allows(
         else config.worker_count_max
     )
     assert desired >= min(1, allowed)
+
+
+# The DYNAMIC_TASKS rule with every input: (id, configuration, analyses, pending, sub_tasks,
+# queued_or_running, slots_per_worker, desired).
+WORK_CASES: list[tuple[str, dict[str, Any], int, int, int, int, int, int]] = [
+    (
+        "3x15 chunks at submission, 5 per worker",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 5},
+        3,
+        45,
+        45,
+        45,
+        1,
+        9,
+    ),
+    (
+        "chunks still wait for every worker: upstream's count holds",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        30,
+        87,
+        30,
+        1,
+        9,
+    ),
+    (
+        "the tail of a stage: a worker goes as soon as it would be idle",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        4,
+        87,
+        3,
+        1,
+        3,
+    ),
+    (
+        "a split running: the stage's workers start before its chunks are queued",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        41,
+        87,
+        1,
+        1,
+        5,
+    ),
+    (
+        "two slots per worker halve the workers the queue needs",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        12,
+        87,
+        12,
+        2,
+        6,
+    ),
+    (
+        "never above upstream's count, however deep the queue",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 2},
+        1,
+        8,
+        8,
+        8,
+        1,
+        4,
+    ),
+    (
+        "the cap",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_max": 3},
+        1,
+        9,
+        20,
+        9,
+        1,
+        3,
+    ),
+    (
+        "the floor over an idle tail",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_min": 2},
+        1,
+        1,
+        20,
+        0,
+        1,
+        2,
+    ),
+    (
+        "an analysis being split counts as one sub-task",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        2,
+        0,
+        0,
+        0,
+        1,
+        1,
+    ),
+    (
+        "other strategies ignore the new counts",
+        {"scaling_strategy": QUEUE, "worker_count_max": 5},
+        3,
+        1,
+        90,
+        1,
+        1,
+        3,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "analyses", "pending", "sub_tasks", "queued_or_running", "slots", "desired"),
+    [case[1:] for case in WORK_CASES],
+    ids=[case[0] for case in WORK_CASES],
+)
+def test_dynamic_tasks_with_every_input(
+    config: dict[str, Any],
+    analyses: int,
+    pending: int,
+    sub_tasks: int,
+    queued_or_running: int,
+    slots: int,
+    desired: int,
+) -> None:
+    answer = desired_workers(
+        config,
+        analyses=analyses,
+        pending=pending,
+        sub_tasks=sub_tasks,
+        queued_or_running=queued_or_running,
+        slots_per_worker=slots,
+    )
+    assert answer == desired
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [{"sub_tasks": -1}, {"queued_or_running": -1}],
+    ids=["sub_tasks", "queued_or_running"],
+)
+def test_negative_new_counts_are_refused(counts: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        desired_workers({}, analyses=1, pending=1, **counts)
+
+
+def test_slots_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="slots_per_worker"):
+        desired_workers({}, analyses=1, pending=1, slots_per_worker=0)
+
+
+@st.composite
+def dynamic_work(draw: st.DrawFn) -> tuple[ScalingConfiguration, dict[str, int]]:
+    """A DYNAMIC_TASKS configuration and consistent work: queued or running <= pending <=
+    recorded sub-tasks."""
+    config = draw(configurations()).model_copy(
+        update={"scaling_strategy": ScalingStrategy.DYNAMIC_TASKS}
+    )
+    queued_or_running = draw(counts)
+    pending = queued_or_running + draw(counts)
+    work = {
+        "analyses": draw(counts),
+        "pending": pending,
+        "sub_tasks": pending + draw(counts),
+        "queued_or_running": queued_or_running,
+        "slots_per_worker": draw(st.integers(min_value=1, max_value=64)),
+    }
+    return config, work
+
+
+def _upstream(config: ScalingConfiguration, work: dict[str, int]) -> int:
+    """Upstream's DYNAMIC_TASKS count, capped (its floor aside)."""
+    tasks = max(work["sub_tasks"], work["analyses"])
+    return min(-(-tasks // config.chunks_per_worker), config.worker_count_max)
+
+
+@given(dynamic_work())
+def test_never_below_upstream_while_chunks_wait_for_its_workers(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    upstream = _upstream(config, work)
+    if work["queued_or_running"] >= upstream * work["slots_per_worker"]:
+        assert desired_workers(config, **work) >= upstream
+
+
+@given(dynamic_work())
+def test_never_above_upstream(case: tuple[ScalingConfiguration, dict[str, int]]) -> None:
+    config, work = case
+    assert desired_workers(config, **work) <= max(_upstream(config, work), config.worker_count_min)
+
+
+@given(dynamic_work(), counts)
+def test_monotone_in_recorded_sub_tasks(
+    case: tuple[ScalingConfiguration, dict[str, int]], more: int
+) -> None:
+    config, work = case
+    fewer = desired_workers(config, **work)
+    assert desired_workers(config, **{**work, "sub_tasks": work["sub_tasks"] + more}) >= fewer
+
+
+@given(dynamic_work(), counts)
+def test_monotone_in_queued_or_running(
+    case: tuple[ScalingConfiguration, dict[str, int]], more: int
+) -> None:
+    config, work = case
+    fewer = desired_workers(config, **work)
+    more_work = {
+        **work,
+        "queued_or_running": work["queued_or_running"] + more,
+        # Still consistent: what is queued is pending and recorded.
+        "pending": work["pending"] + more,
+        "sub_tasks": work["sub_tasks"] + more,
+    }
+    assert desired_workers(config, **more_work) >= fewer
+
+
+@given(configurations(), counts, counts)
+def test_omitted_counts_give_the_rule_before_them(
+    config: ScalingConfiguration, analyses: int, pending: int
+) -> None:
+    explicit = desired_workers(
+        config, analyses=analyses, pending=pending, sub_tasks=pending, queued_or_running=pending
+    )
+    assert desired_workers(config, analyses=analyses, pending=pending) == explicit
+    if config.scaling_strategy is ScalingStrategy.DYNAMIC_TASKS and (analyses or pending):
+        tasks = max(pending, analyses)
+        before = min(-(-tasks // config.chunks_per_worker), config.worker_count_max)
+        assert explicit == max(before, config.worker_count_min)

@@ -1,0 +1,59 @@
+"""The local pool holds the machine's worker budget across models: replicas beyond it are not
+started but counted, and a stopping worker holds its place until it has gone."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from cli.local.pool import WorkerPool
+from cli.local.stack import last_line, usual_or_free
+from cli.local.supervisor import Supervisor
+
+
+def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
+    pool = WorkerPool(
+        supervisor,
+        command=lambda queue: (["sleep", "60"], {}),
+        presence=lambda queue: [],
+        grace_seconds=5,
+        limit=3,
+    )
+    try:
+        pool.scale("a", 2)
+        pool.scale("b", 2)
+        assert (pool.counts("a").running, pool.counts("a").not_started) == (2, 0)
+        assert (pool.counts("b").running, pool.counts("b").not_started) == (1, 1)
+        assert pool.present() == 3 and pool.not_started() == 1
+        # The tether's file names every child's session.
+        assert len((tmp_path / "sessions").read_text().split()) == 3
+        pool.scale("a", 0)  # both stop; they count until they have gone
+        assert pool.counts("a").stopping == 2
+        stop = time.monotonic() + 10
+        while pool.counts("b").running < 2:
+            assert time.monotonic() < stop, "the room of the stopped workers was never given"
+            pool.scale("b", 2)
+            time.sleep(0.05)  # polling with a deadline
+        assert pool.counts("b").not_started == 0 and pool.present() == 2
+    finally:
+        supervisor.stop_all(grace=5)
+    assert (tmp_path / "sessions").read_text() == ""
+
+
+def test_a_usual_port_that_is_taken_gives_way_to_a_free_one() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        other = usual_or_free("127.0.0.1", port)
+        assert other != port
+        with socket.create_server(("127.0.0.1", other)):
+            pass  # it is free
+    assert usual_or_free("127.0.0.1", port) == port  # free again: the usual one
+
+
+def test_the_reason_of_an_exit_is_the_last_line_of_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "scaler.log"
+    log.write_text("starting\nerror: [Errno 98] Address already in use\n\n")
+    assert last_line(log) == "error: [Errno 98] Address already in use"
+    assert last_line(tmp_path / "missing.log") == "(no log)"
