@@ -11,6 +11,7 @@ again by the sub-task's retries, on the new one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -181,6 +182,8 @@ def start(numba_cache_dir: Path) -> WarmKernel:
     global _warm
     if _warm is None:
         _warm = WarmKernel(numba_cache_dir)
+        # On a normal exit its folder goes too (a killed process leaves a few small files).
+        atexit.register(_warm.stop)
         _warm.start()
     return _warm
 
