@@ -48,6 +48,7 @@ from worker.demo_model import (
     demo_locations,
     model_settings,
 )
+from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ WORKERS = 2
 POLL_SECONDS = 0.2
 DEADLINE_SECONDS = 900
 WARM_LOCATIONS, WARM_CHUNKS = 10, 2
-NUMBA_CACHE = REPO / ".pytest_cache" / "d" / "oasis-kernel-numba"
+NUMBA_CACHE = WorkerSettings().effective_numba_cache_dir
 SPLIT = {"prepare-input-generation-params"}
 JOIN = {"collect-keys", "generate-losses-output"}
 

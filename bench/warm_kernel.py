@@ -43,9 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from worker import demo_model, kernel, numba_cache  # noqa: E402
+from worker.settings import WorkerSettings  # noqa: E402
 from worker.warm_kernel import WarmKernel  # noqa: E402
 
-NUMBA_CACHE = REPO / ".pytest_cache" / "d" / "oasis-kernel-numba"
+NUMBA_CACHE = WorkerSettings().effective_numba_cache_dir
 WORKERS = 2
 SAMPLE_SECONDS = 0.25
 TINY_LOCATIONS, TINY_CHUNKS = 10, 8

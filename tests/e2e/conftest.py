@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from oasislmf.platform_api.client import APIClient
 
+from tests.support.numba import numba_cache_root
 from tests.support.servers import api_server, redis_server, worker_server
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
@@ -42,8 +43,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
-    # Shared with the kernel tests: numba compiles the kernel once per machine.
-    numba_cache = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
+    numba_cache = numba_cache_root()
     with (
         redis_server(root) as redis_url,
         api_server(

@@ -25,6 +25,7 @@ from protos import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
+from tests.support.numba import numba_cache_root
 from tests.support.servers import api_server, redis_server
 from tests.support.up import new_analysis, new_model, running_up, status
 from worker.demo_model import demo_locations, model_settings
@@ -223,7 +224,7 @@ def test_live_workers_of_two_models_never_exceed_the_budget(
     """The whole stack with real workers: two models that each want 3 workers share a budget of
     3, and a higher-priority analysis arrives while the first model's workers are busy. Workers
     told to go finish their chunk, and their share goes over only as they leave."""
-    numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
+    numba = numba_cache_root()
     env = {"OASIS_AUTOSCALER_SCALER_TOTAL_WORKER_LIMIT": str(LIVE_BUDGET)}
     scaling = {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1, "worker_count_max": 3}
     with running_up(tmp_path, numba, env) as stack:

@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from cli.keda.client import Answer, KedaClient
+from tests.support.numba import numba_cache_root
 from tests.support.up import LiveStack, new_analysis, running_up, status
 from tests.support.up import new_model as support_new_model
 
@@ -51,7 +52,7 @@ def live(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[LiveStack]:
     root = tmp_path_factory.mktemp("live")
-    numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
+    numba = numba_cache_root()
     with running_up(root, numba, {"OASIS_AUTOSCALER_SCALE_DOWN_STABILIZATION_SECONDS": "2"}) as up:
         yield up
 

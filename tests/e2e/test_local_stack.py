@@ -14,6 +14,7 @@ import pytest
 import requests
 from oasislmf.platform_api.client import APIClient
 
+from tests.support.numba import numba_cache_root
 from tests.support.servers import free_port, wait_until
 from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
@@ -22,7 +23,7 @@ CLI = str(Path(sys.executable).with_name("oasis-autoscaler"))
 
 
 def stack_env(pytestconfig: pytest.Config) -> dict[str, str]:
-    numba = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()  # type: ignore[union-attr]
+    numba = numba_cache_root()
     return {
         **os.environ,
         "OASIS_AUTOSCALER_ADMIN_PASSWORD": "up-password",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.numba import numba_cache_root
 from worker import kernel
 from worker.demo_model import (
     EVENTS,
@@ -74,8 +75,7 @@ class Analysis:
 
 @pytest.fixture(scope="session")
 def numba_cache(pytestconfig: pytest.Config) -> Path:
-    assert pytestconfig.cache is not None
-    return pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()
+    return numba_cache_root()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.numba import numba_cache_root
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
 from worker.numba_cache import full_settings, warm_up_analysis
@@ -51,8 +52,7 @@ losses_chunk(Path(run), 0, 1, numba_cache_dir=Path(cache), tools_dir=tools)
 
 @pytest.fixture(scope="session")
 def cache_folder(pytestconfig: pytest.Config) -> Path:
-    assert pytestconfig.cache is not None
-    root = pytestconfig.cache.mkdir("oasis-kernel-numba").absolute()
+    root = numba_cache_root()
     return numba_cache.ensure_built(root)
 
 
