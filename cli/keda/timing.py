@@ -14,8 +14,10 @@ Behaviour modelled (KEDA v2.20, Kubernetes HPA v2; see design.md):
   count is within `tolerance` (ours is 0); clamped to [max(min, 1), max].
 - Stabilization: a scale-down goes only as low as the highest recommendation of the last
   `scale_down_stabilization` seconds (a scale-up as high as the lowest of its window).
-- Rate: in any `hpa_sync_period` the HPA adds at most max(4 pods, 100 %) (its default scale-up
-  policies); its default scale-down policy (100 % per period) limits nothing.
+- Rate: our ScaledObject's scale-up policy allows maxReplicaCount pods per period (the manifest
+  generator writes it), so the HPA reaches the scaler's count in one sync. Without that policy
+  (`hpa_default_scale_up`) the HPA's defaults apply: at most max(4 pods, 100 %) more per
+  `hpa_sync_period`. The scale-down policy (100 % per period) limits nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# The HPA's default scale-up policies: 4 pods or 100 % per period, whichever allows more.
+# The HPA's default scale-up policies, for a ScaledObject that sets none: 4 pods or 100 % per
+# period, whichever allows more. Ours sets maxReplicaCount pods per period instead.
 SCALE_UP_PODS = 4
 SCALE_UP_PERCENT = 100
 
@@ -58,6 +61,9 @@ class KedaTiming:
     max_replicas: int = 100
     # Relative change the HPA ignores; our ScaledObject sets 0 (Kubernetes' default is 0.1).
     tolerance: float = 0.0
+    # The HPA's default scale-up policies (4 pods or 100 % per period) instead of ours (any count
+    # up to max_replicas in one period).
+    hpa_default_scale_up: bool = False
 
     def __post_init__(self) -> None:
         for name in ("polling_interval", "hpa_sync_period"):
@@ -152,8 +158,9 @@ class ScaledObjectModel:
         return min(max(self.replicas, up), down)
 
     def _rate_limited(self, now: float, wanted: int) -> int:
-        """At most max(4 pods, 100 %) more per period; fewer is not limited (100 % per period)."""
-        if wanted <= self.replicas:
+        """Ours: up to max_replicas at once. The HPA's defaults: at most max(4 pods, 100 %) more
+        per period. Fewer is not limited (100 % per period)."""
+        if wanted <= self.replicas or not self.timing.hpa_default_scale_up:
             return wanted
         period = self.timing.hpa_sync_period
         self._changes = [(t, d) for t, d in self._changes if now - t < period]

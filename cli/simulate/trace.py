@@ -118,6 +118,9 @@ class Keda(Strict):
     push: bool = True
     # From a replica asked for to a worker taking sub-tasks.
     pod_startup: Seconds = 20.0
+    # The HPA's default scale-up policies (4 pods or 100 % per sync) instead of our ScaledObject's
+    # (the asked count in one sync).
+    hpa_default_scale_up: bool = False
 
     def timing(self, max_replicas: int) -> KedaTiming:
         return KedaTiming(
@@ -128,6 +131,7 @@ class Keda(Strict):
             scale_up_stabilization=self.scale_up_stabilization,
             max_replicas=max(max_replicas, 1),
             tolerance=self.tolerance,
+            hpa_default_scale_up=self.hpa_default_scale_up,
         )
 
 
