@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +86,7 @@ class Pair:
         return failed
 
 
-def trace_of(name: str, variant: str | None, keda: dict[str, float] | None = None) -> Trace:
+def trace_of(name: str, variant: str | None, keda: Mapping[str, float] | None = None) -> Trace:
     more = [VARIANTS / f"{variant}.yaml"] if variant else []
     trace = load_traces(TRACES / f"{name}.yaml", more)[-1]
     if keda:
@@ -95,7 +95,7 @@ def trace_of(name: str, variant: str | None, keda: dict[str, float] | None = Non
     return trace
 
 
-def pair(name: str, variant: str | None, keda: dict[str, float] | None = None) -> Pair:
+def pair(name: str, variant: str | None, keda: Mapping[str, float] | None = None) -> Pair:
     trace = trace_of(name, variant, keda)
     ours = Simulation(trace, KedaScaling(trace), record=False).run()
     upstream = Simulation(trace, UpstreamScaling(trace), record=False).run()
