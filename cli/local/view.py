@@ -9,28 +9,34 @@ import requests
 from rich.table import Table
 
 from cli.local.keda import ModelScaling
-from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING
+from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING, QUEUED_OR_RUNNING
 from scaler.sources import text_samples
 
 
 @dataclass(frozen=True)
 class Work:
     analyses: int = 0
+    # Sub-tasks still to run (pending, queued or running), and of those the ones on the queue or
+    # running now: a pending one waits for its stage, not for a worker.
     pending: int = 0
+    queued_or_running: int = 0
+
+
+WORK_GAUGES = (ANALYSES, PENDING, QUEUED_OR_RUNNING)
 
 
 def read_work(api_url: str) -> dict[str, Work]:
-    """Each model's analyses and pending sub-tasks, from the API's /metrics. Raises on any
+    """Each model's analyses and sub-tasks to run, from the API's /metrics. Raises on any
     failure (refused, timed out, 5xx, not the text format): the caller shows it and retries."""
-    response = requests.get(f"{api_url}/metrics", params={"name[]": [ANALYSES, PENDING]}, timeout=2)
+    response = requests.get(f"{api_url}/metrics", params={"name[]": WORK_GAUGES}, timeout=2)
     response.raise_for_status()
     numbers: dict[str, dict[str, float]] = {}
     for sample in text_samples(response.text):
         model = sample.labels.get(MODEL_LABEL)
-        if model is not None and sample.name in (ANALYSES, PENDING):
+        if model is not None and sample.name in WORK_GAUGES:
             numbers.setdefault(model, {})[sample.name] = sample.value
     return {
-        model: Work(int(values.get(ANALYSES, 0)), int(values.get(PENDING, 0)))
+        model: Work(*(int(values.get(name, 0)) for name in WORK_GAUGES))
         for model, values in numbers.items()
     }
 
@@ -46,7 +52,14 @@ def table(
         caption="\n".join(notes) or None,
         caption_justify="left",
     )
-    for column in ("model", "analyses", "pending chunks", "desired", "replicas"):
+    for column in (
+        "model",
+        "analyses",
+        "sub-tasks to run",
+        "queued or running",
+        "desired",
+        "replicas",
+    ):
         view.add_column(column, justify="left" if column == "model" else "right")
     view.add_column("workers (busy)", justify="right")
     view.add_column("stopping", justify="right")
@@ -57,6 +70,7 @@ def table(
             model,
             str(done.analyses),
             str(done.pending),
+            str(done.queued_or_running),
             f"{shown.metric:g}",
             str(shown.replicas),
             f"{shown.running} ({shown.busy})",
@@ -64,13 +78,14 @@ def table(
             _note(shown),
         )
     if not scaling:
-        view.add_row("(no model registered yet)", "", "", "", "", "", "", "")
+        view.add_row("(no model registered yet)", *[""] * 8)
     return view
 
 
 def line(model: str, shown: ModelScaling, work: Work) -> str:
     return (
-        f"{model}: analyses {work.analyses}, pending chunks {work.pending}, desired "
+        f"{model}: analyses {work.analyses}, sub-tasks to run {work.pending} "
+        f"({work.queued_or_running} queued or running), desired "
         f"{shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
         f"({shown.busy} busy, {shown.stopping} stopping)"
         + (f", {shown.not_started} not started (worker budget)" if shown.not_started else "")
