@@ -23,6 +23,11 @@ COPY cli cli
 RUN pip install --no-cache-dir . && rm -rf /src
 
 WORKDIR /tmp
+# numba's compiled kernel for the build machine's CPU type (worker/numba_cache.py, a small
+# analysis through every tool): a worker on that CPU type copies it into its own cache folder
+# instead of compiling for minutes; a worker on another CPU type compiles once and says so.
+ENV OASIS_AUTOSCALER_NUMBA_CACHE_SEED_DIR=/opt/oasis-autoscaler/numba
+RUN python -m worker.numba_cache /opt/oasis-autoscaler/numba && rm -rf /tmp/* /root/.cache
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp

@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from worker.atomic import build_dir, publish_dir, scratch_dir, write_text
 from worker.chunking import partition
+from worker.kernel_tools import write_tools_dir
 from worker.location_split import (
     WHOLE,
     covering,
@@ -218,6 +219,7 @@ def losses_chunk(
     *,
     processes: int | None = None,
     numba_cache_dir: Path | None = None,
+    tools_dir: Path | None = None,
 ) -> Path:
     """Losses of event chunk `index` (from 0) of `count`: `<run_dir>/chunks/<index + 1>.work`.
 
@@ -233,7 +235,7 @@ def losses_chunk(
     if target.is_dir():
         return target
     pipelines = (processes or _cores()) if count == 1 else count
-    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir):
+    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir, tools_dir):
         settings = _link_prepared(run_dir, attempt)
         with _logs_kept_on_failure(attempt, run_dir):
             OasisManager().generate_losses_partial(
@@ -250,7 +252,13 @@ def losses_chunk(
     return target
 
 
-def losses_output(run_dir: Path, count: int, *, numba_cache_dir: Path | None = None) -> Path:
+def losses_output(
+    run_dir: Path,
+    count: int,
+    *,
+    numba_cache_dir: Path | None = None,
+    tools_dir: Path | None = None,
+) -> Path:
     """Join the `count` chunks into the analysis outputs, `<run_dir>/output/`.
 
     Raises `MissingChunksError` naming every chunk (by kernel process number) not done yet.
@@ -268,7 +276,7 @@ def losses_output(run_dir: Path, count: int, *, numba_cache_dir: Path | None = N
     records = [json.loads((c / CHUNK_RECORD).read_text()) for c in chunks]
     if any(r["count"] != count for r in records):
         raise ValueError(f"the chunks in {run_dir / LOSS_CHUNKS} were not cut into {count}")
-    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir):
+    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir, tools_dir):
         settings = _link_prepared(run_dir, attempt)
         for chunk in chunks:
             shutil.copytree(chunk, attempt / "work", dirs_exist_ok=True)
@@ -536,11 +544,13 @@ def _logs_kept_on_failure(attempt: Path, run_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _kernel_environment(numba_cache_dir: Path | None) -> Iterator[None]:
+def _kernel_environment(numba_cache_dir: Path | None, tools_dir: Path | None) -> Iterator[None]:
     """The environment the kernel's subprocesses inherit, for the length of one step.
 
     - PATH: the kernel's tools are console scripts installed beside this interpreter; they go
       first, so a worker started without its virtual environment activated still finds them.
+      Before them, `tools_dir` (`worker.kernel_tools`: the warm kernel's stand-ins), else a
+      folder with the exec monitor's wrapper only.
     - NUMBA_CACHE_DIR: the caller's folder, when it names one.
     - OASIS_TMPDIR: a private folder for the kernel's named pipes, removed afterwards (the
       kernel leaves a folder of pipes behind in the temporary folder on every run otherwise).
@@ -549,9 +559,12 @@ def _kernel_environment(numba_cache_dir: Path | None) -> Iterator[None]:
       (`worker.progress_sink`), not to a port nothing (or something else) listens on.
     """
     pipes = Path(tempfile.mkdtemp(prefix="oasis-kernel-", dir=os.environ.get("OASIS_TMPDIR")))
+    tools = tools_dir or write_tools_dir(pipes / "bin", stand_ins=False)
     with progress_sink() as ping_target:
         changes = {
-            "PATH": os.pathsep.join((sysconfig.get_path("scripts"), os.environ.get("PATH", ""))),
+            "PATH": os.pathsep.join(
+                (str(tools), sysconfig.get_path("scripts"), os.environ.get("PATH", ""))
+            ),
             "OASIS_TMPDIR": str(pipes),
             **ping_target,
         }

@@ -7,6 +7,7 @@ and the pool's processes inherit it); tasks reach it through `current()`.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.store.engine import make_engine
+from worker import numba_cache, warm_kernel
 from worker.activity import connect
 from worker.demo_model import DemoModel, ensure_demo_model, model_files
 from worker.settings import WorkerSettings
@@ -33,7 +35,18 @@ class Runtime:
 
     @property
     def numba_cache_dir(self) -> Path:
-        return self.settings.effective_numba_cache_dir.absolute()
+        """This CPU type's folder of the numba cache, built first if it is not (once)."""
+        settings = self.settings
+        return numba_cache.ensure_built(
+            settings.effective_numba_cache_dir.absolute(), settings.numba_cache_seed_dir
+        )
+
+    def kernel_tools(self) -> AbstractContextManager[Path | None]:
+        """For one kernel step: the warm kernel's tools folder (started, or started again, if
+        needed, and watched during the step); None when the warm kernel is off."""
+        if not self.settings.warm_kernel:
+            return nullcontext(None)
+        return warm_kernel.running(self.numba_cache_dir)
 
 
 _current: Runtime | None = None

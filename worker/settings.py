@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -37,8 +38,15 @@ class WorkerSettings(BaseSettings):
     kubernetes_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     # Kernel pipelines for a stage that is not split (one chunk): every core when unset.
     processes: int | None = Field(default=None, ge=1)
-    # numba's compiled code survives restarts here; unset: <data_dir>/numba-cache.
+    # numba's compiled kernel survives restarts here, a folder per CPU type (worker/numba_cache.py);
+    # unset: the user's cache folder, shared by every data dir.
     numba_cache_dir: Path | None = None
+    # A numba cache root built ahead (the image's, read-only): its folder for this CPU type is
+    # copied into numba_cache_dir when that has none, instead of compiling.
+    numba_cache_seed_dir: Path | None = None
+    # Run the kernel's tools in a warm process per pool process that forks per tool run
+    # (docs/warm-kernel.md); false: each tool starts cold, as oasislmf runs it.
+    warm_kernel: bool = True
     # The worker's record of presence in Redis (worker/presence.py) is rewritten this often and
     # expires this long after the last rewrite: a killed worker is gone from it within the TTL.
     presence_refresh_seconds: float = Field(default=5.0, gt=0)
@@ -53,4 +61,9 @@ class WorkerSettings(BaseSettings):
 
     @property
     def effective_numba_cache_dir(self) -> Path:
-        return self.numba_cache_dir or self.data_dir / "numba-cache"
+        return self.numba_cache_dir or user_cache_dir() / "oasis-autoscaler" / "numba"
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder (XDG: $XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

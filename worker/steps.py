@@ -110,20 +110,26 @@ def _losses_directory(ctx: StepContext) -> str:
 
 def _losses_chunk(ctx: StepContext) -> str:
     assert ctx.chunk is not None
-    kernel.losses_chunk(
-        ctx.run_dir,
-        ctx.chunk - 1,
-        ctx.chunks,
-        processes=ctx.runtime.settings.processes,
-        numba_cache_dir=ctx.runtime.numba_cache_dir,
-    )
+    with ctx.runtime.kernel_tools() as tools:
+        kernel.losses_chunk(
+            ctx.run_dir,
+            ctx.chunk - 1,
+            ctx.chunks,
+            processes=ctx.runtime.settings.processes,
+            numba_cache_dir=ctx.runtime.numba_cache_dir,
+            tools_dir=tools,
+        )
     return f"losses of event chunk {ctx.chunk} of {ctx.chunks}"
 
 
 def _losses_output(ctx: StepContext) -> str:
-    folder = kernel.losses_output(
-        ctx.run_dir, ctx.chunks, numba_cache_dir=ctx.runtime.numba_cache_dir
-    )
+    with ctx.runtime.kernel_tools() as tools:
+        folder = kernel.losses_output(
+            ctx.run_dir,
+            ctx.chunks,
+            numba_cache_dir=ctx.runtime.numba_cache_dir,
+            tools_dir=tools,
+        )
     return f"outputs: {', '.join(sorted(p.name for p in folder.iterdir()))}"
 
 

@@ -21,7 +21,7 @@ from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 from api.store.statuses import INPUTS, LOSSES, STAGES
-from worker import activity, group_guard, reconcile, records
+from worker import activity, group_guard, numba_cache, reconcile, records, warm_kernel
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -101,6 +101,14 @@ def _own_process_group(**_: Any) -> None:
     the processes of its group started after it, which must not include other pool processes.
     Its guard kills the group when the pool process exits, so no kernel process outlives it."""
     group_guard.lead_own_group()
+    settings = current().settings
+    if settings.warm_kernel:
+        # Started now, so that it warms while the pool process waits for its first task; only
+        # if this CPU's numba cache is built (else the first kernel step builds it, then starts
+        # the warm kernel, which loads what was built).
+        root = settings.effective_numba_cache_dir.absolute()
+        if (numba_cache.cpu_folder(root) / numba_cache.MARKER).is_file():
+            warm_kernel.start(numba_cache.cpu_folder(root))
 
 
 @before_task_publish.connect

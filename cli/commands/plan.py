@@ -100,6 +100,10 @@ def _configuration(model: type[M], path: Path | None, args: argparse.Namespace) 
         raise UsageError(f"invalid {model.__name__}{source}: {validation_reasons(exc)}") from None
 
 
+# A loss chunk's fixed cost (bench/warm_kernel.py on 2 cores; docs/warm-kernel.md).
+CHUNK_START_SECONDS = {"warm": 0.5, "cold": 6.0}
+
+
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -115,7 +119,13 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 def _print_plan(
     console: Console, plan: Plan, scaling: ScalingConfiguration, chunking: ChunkingConfiguration
 ) -> None:
-    chunks = Table(title="Chunks per analysis", title_justify="left")
+    loss = next((s for s in plan.stages if s.stage == "loss"), None)
+    chunks = Table(
+        title="Chunks per analysis",
+        title_justify="left",
+        caption=_chunk_price(loss.chunks) if loss else None,
+        caption_justify="left",
+    )
     for column in ("stage", "strategy", "items", "chunks", "items per chunk"):
         chunks.add_column(column, justify="left" if column in ("stage", "strategy") else "right")
     for stage in plan.stages:
@@ -150,6 +160,16 @@ def _print_plan(
         label = f"{marker} {row.strategy.value} ({_scaling_rule(scaling, row.strategy)})"
         workers.add_row(label, str(row.idle), *(str(row.peaks[s.stage]) for s in plan.stages))
     console.print(workers)
+
+
+def _chunk_price(chunks: int) -> str:
+    """What the loss chunks cost before any work (docs/warm-kernel.md has the advice)."""
+    warm, cold = CHUNK_START_SECONDS["warm"], CHUNK_START_SECONDS["cold"]
+    return (
+        f"each loss chunk starts in ~{warm} s with the warm kernel (~{cold} s cold): "
+        f"{chunks:,} chunks spend ~{chunks * warm:.0f} s of worker time starting "
+        f"(~{chunks * cold:.0f} s cold); give each chunk a few seconds of work"
+    )
 
 
 def _chunking_rule(config: ChunkingConfiguration, stage: Stage) -> str:

@@ -64,7 +64,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             "OASIS_AUTOSCALER_PRESENCE_REFRESH_SECONDS, or a live worker's record would expire"
         )
     # numba compiles in this process too (lookup, run preparation), not only in the kernel's.
-    os.environ["NUMBA_CACHE_DIR"] = str(settings.effective_numba_cache_dir.absolute())
+    # A folder per CPU type (worker/numba_cache.py): code compiled for another CPU is no use here.
+    from worker.numba_cache import cpu_folder
+
+    os.environ["NUMBA_CACHE_DIR"] = str(cpu_folder(settings.effective_numba_cache_dir.absolute()))
     runtime = configure_runtime(settings)
     app = configure_app(settings)
     node = node_name(settings)
