@@ -1,8 +1,10 @@
 """The simulator's figures: every example trace under our rules and the upstream controller's,
-checked against the targets; with --sweep, the ScaledObject timings tried; and the time the
-simulator takes for 1,000 models x 100 analyses.
+checked against the targets; with --sweep, the ScaledObject timings tried; with --phases, each
+judged trace started at every second of one HPA sync period; with --capacity, where the budget
+traces' workers and budget go; and the time the simulator takes for 1,000 models x 100 analyses.
 
-Run from the repository root: .venv/bin/python bench/simulate.py [--sweep] [--check]
+Run from the repository root:
+.venv/bin/python bench/simulate.py [--sweep] [--phases] [--capacity] [--check]
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from cli.simulate.engine import Result, Simulation
 from cli.simulate.ours import KedaScaling
 from cli.simulate.trace import Trace, merged
 from cli.simulate.upstream import UpstreamScaling
+from cli.simulate.workload import analyses_of
 
 TRACES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traces"
 VARIANTS = TRACES / "variants"
@@ -83,7 +86,7 @@ class Pair:
         return failed
 
 
-def trace_of(name: str, variant: str | None, keda: dict[str, float] | None = None) -> Trace:
+def trace_of(name: str, variant: str | None, keda: Mapping[str, float] | None = None) -> Trace:
     more = [VARIANTS / f"{variant}.yaml"] if variant else []
     trace = load_traces(TRACES / f"{name}.yaml", more)[-1]
     if keda:
@@ -92,7 +95,7 @@ def trace_of(name: str, variant: str | None, keda: dict[str, float] | None = Non
     return trace
 
 
-def pair(name: str, variant: str | None, keda: dict[str, float] | None = None) -> Pair:
+def pair(name: str, variant: str | None, keda: Mapping[str, float] | None = None) -> Pair:
     trace = trace_of(name, variant, keda)
     ours = Simulation(trace, KedaScaling(trace), record=False).run()
     upstream = Simulation(trace, UpstreamScaling(trace), record=False).run()
@@ -158,6 +161,98 @@ def sweep() -> None:
     print()
 
 
+def shifted(trace: Trace, seconds: float) -> Trace:
+    """`trace` with every analysis arriving `seconds` later."""
+    data = trace.model_dump()
+    for analysis in data["analyses"]:
+        analysis["arrival"] += seconds
+    return Trace.model_validate(data)
+
+
+def phases() -> None:
+    """The HPA syncs every 15 s on a clock of its own: where in that period the work arrives
+    moves when idle workers go. Each judged trace is run with its arrivals 0-14 s later."""
+    runs = TARGET_RUNS + OPERATOR_RUNS
+    print("phases: every judged run with its arrivals 0, 1, ... 14 s later (the HPA's sync period)")
+    print(
+        f"{'run':<34} {'worker-s min':>12} {'mean':>6} {'max':>6} "
+        f"{'makespan min':>13} {'mean':>6} {'max':>6}"
+    )
+    for name, variant in runs:
+        trace = trace_of(name, variant)
+        period = int(trace.keda.hpa_sync_period)
+        worker_seconds, makespans = [], []
+        for seconds in range(period):
+            moved = shifted(trace, seconds)
+            ours = Simulation(moved, KedaScaling(moved), record=False).run()
+            upstream = Simulation(moved, UpstreamScaling(moved), record=False).run()
+            worker_seconds.append(ours.worker_seconds / upstream.worker_seconds)
+            makespans.append(ours.makespan / upstream.makespan)
+        label = name if variant is None else f"{name}+{variant}"
+        print(
+            f"{label:<34} {min(worker_seconds):>12.3f} "
+            f"{sum(worker_seconds) / period:>6.3f} {max(worker_seconds):>6.3f} "
+            f"{min(makespans):>13.3f} {sum(makespans) / period:>6.3f} {max(makespans):>6.3f}"
+        )
+    print("ratios: ours / upstream, each pair run with the same arrivals\n")
+
+
+def busy_seconds(trace: Trace) -> dict[str, float]:
+    """Per model, the seconds its sub-tasks run: what a worker is busy for, whoever scales."""
+    names = list(trace.models)
+    busy = dict.fromkeys(names, 0.0)
+    for work in analyses_of(trace):
+        for stage in work.stages:
+            seconds = sum(stage.chunk_seconds) + stage.split_seconds + stage.join_seconds
+            busy[names[work.model]] += seconds
+    return busy
+
+
+def free_while_waiting(result: Result, limit: int) -> float:
+    """Pod-seconds of the budget left free while sub-tasks of some model waited for a worker
+    (queued or running beyond its pods), from the recorded timelines."""
+    points = sorted({(t, i) for i, m in enumerate(result.models) for t, _, _ in m.timeline})
+    state = [(0, 0)] * len(result.models)
+    cursor = [0] * len(result.models)
+    free, before = 0.0, None
+    for now, _ in points:
+        if before is not None and now > before:
+            pods = sum(p for _, p in state)
+            waiting = sum(max(work - p, 0) for work, p in state)
+            free += (now - before) * min(max(limit - pods, 0), waiting)
+        for index, model in enumerate(result.models):
+            timeline = model.timeline
+            while cursor[index] < len(timeline) and timeline[cursor[index]][0] <= now:
+                state[index] = timeline[cursor[index]][1:]
+                cursor[index] += 1
+        before = now
+    return free
+
+
+def capacity() -> None:
+    """Under a budget: each model's worker-seconds against the seconds its workers were busy,
+    and the budget left free while work waited."""
+    print("capacity: the budget traces, per model worker-seconds and busy seconds")
+    for name, variant in TARGET_RUNS + OPERATOR_RUNS:
+        trace = trace_of(name, variant)
+        limit = trace.budget.total_worker_limit
+        if limit is None:
+            continue
+        busy = busy_seconds(trace)
+        for policy in (KedaScaling(trace), UpstreamScaling(trace)):
+            result = Simulation(trace, policy).run()
+            print(
+                f"{name} (budget {limit}) {result.policy}: budget left free while sub-tasks "
+                f"waited {free_while_waiting(result, limit):,.0f} pod-s"
+            )
+            for model in result.models:
+                print(
+                    f"  {model.name:<24} worker-s {model.worker_seconds:>8,.0f}  busy "
+                    f"{busy[model.name]:>8,.0f}  longest wait {model.wait_max:>7,.0f} s"
+                )
+    print()
+
+
 def fleet(models: int, analyses: int, limit: int | None) -> Trace:
     """Each model runs a batch of `analyses` (6 s apart, 2 loss chunks of 30 s each); the
     batches start one after another over 8 hours."""
@@ -216,6 +311,12 @@ def scale() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="store_true", help="also try other ScaledObject timings")
+    parser.add_argument(
+        "--phases", action="store_true", help="also start each trace at every second of a sync"
+    )
+    parser.add_argument(
+        "--capacity", action="store_true", help="also say where the budget traces' workers go"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     passed = report("targets: the shipped traces at our ScaledObject's timing", TARGET_RUNS, True)
@@ -223,6 +324,10 @@ def main() -> int:
     report("KEDA's default cooldown (300 s), for its cost", COOLDOWN_RUNS, False)
     if args.sweep:
         sweep()
+    if args.phases:
+        phases()
+    if args.capacity:
+        capacity()
     passed &= scale()
     return 1 if args.check and not passed else 0
 

@@ -13,6 +13,11 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from cli.keda.timing import (
+    COOLDOWN_PERIOD_SECONDS,
+    POLLING_INTERVAL_SECONDS,
+    SCALE_DOWN_STABILIZATION_SECONDS,
+)
 from cli.manifests.generator import worker_manifests
 from cli.manifests.platform import platform_specs
 from cli.manifests.worker_spec import WorkerSpec, check
@@ -59,9 +64,11 @@ HELP = {
     "oasis-scaler-client-tls)",
     "grace_period_seconds": "a stopping worker's time to finish its chunk, at least the longest "
     "chunk (default 21600, the worker's visibility timeout)",
-    "polling_interval_seconds": "KEDA's pollingInterval (default 15)",
-    "cooldown_period_seconds": "KEDA's cooldownPeriod before scaling to zero (default 300)",
-    "scale_down_window_seconds": "the HPA's scale-down stabilization window (default 30)",
+    "polling_interval_seconds": f"KEDA's pollingInterval (default {POLLING_INTERVAL_SECONDS})",
+    "cooldown_period_seconds": "KEDA's cooldownPeriod before scaling to zero "
+    f"(default {COOLDOWN_PERIOD_SECONDS})",
+    "scale_down_window_seconds": "the HPA's scale-down stabilization window "
+    f"(default {SCALE_DOWN_STABILIZATION_SECONDS}; docs/simulate.md says when to set one)",
     "concurrency": "chunks one worker pod runs at once (default 1)",
     "model_data_dir": "the model's data on the shared volume (default: the built-in demo model)",
     "fallback_replicas": "workers while the scaler cannot answer (default: keep those running)",

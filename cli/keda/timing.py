@@ -14,8 +14,10 @@ Behaviour modelled (KEDA v2.20, Kubernetes HPA v2; see design.md):
   count is within `tolerance` (ours is 0); clamped to [max(min, 1), max].
 - Stabilization: a scale-down goes only as low as the highest recommendation of the last
   `scale_down_stabilization` seconds (a scale-up as high as the lowest of its window).
-- Rate: in any `hpa_sync_period` the HPA adds at most max(4 pods, 100 %) (its default scale-up
-  policies); its default scale-down policy (100 % per period) limits nothing.
+- Rate: our ScaledObject's scale-up policy allows maxReplicaCount pods per period (the manifest
+  generator writes it), so the HPA reaches the scaler's count in one sync. Without that policy
+  (`hpa_default_scale_up`) the HPA's defaults apply: at most max(4 pods, 100 %) more per
+  `hpa_sync_period`. The scale-down policy (100 % per period) limits nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# The HPA's default scale-up policies: 4 pods or 100 % per period, whichever allows more.
+# The HPA's default scale-up policies, for a ScaledObject that sets none: 4 pods or 100 % per
+# period, whichever allows more. Ours sets maxReplicaCount pods per period instead.
 SCALE_UP_PODS = 4
 SCALE_UP_PERCENT = 100
 
@@ -35,9 +38,11 @@ SCALE_UP_PERCENT = 100
 # poll lets the scale to zero land soon after it. No scale-down stabilization: the scaler's
 # answer is exact (a worker is released only when no queued or running sub-task needs it), so
 # holding the highest recent answer only kept idle workers (chaz 0.92x upstream's
-# worker-seconds with 30 s, 0.90x without; three-analyses 0.95x and 0.91x). Its cost is under a
-# fleet budget, where shares move as analyses arrive: more pods start soon after another left
-# (31 against 12 on `fleet`).
+# worker-seconds with 30 s, 0.90x without; three-analyses 0.95x and 0.91x). Its cost is churn at
+# stage boundaries, where the workers of a stage go during its join and the next stage asks
+# again (arrivals-over-hours 295 pods started within a minute of one leaving, 178 with 30 s;
+# `fleet` 31 and 12): a window pays only where joins and splits are shorter than a pod start,
+# so it is a per-model choice (`manifests model --scale-down-window-seconds`), not the default.
 POLLING_INTERVAL_SECONDS = 10
 COOLDOWN_PERIOD_SECONDS = 10
 SCALE_DOWN_STABILIZATION_SECONDS = 0
@@ -58,6 +63,9 @@ class KedaTiming:
     max_replicas: int = 100
     # Relative change the HPA ignores; our ScaledObject sets 0 (Kubernetes' default is 0.1).
     tolerance: float = 0.0
+    # The HPA's default scale-up policies (4 pods or 100 % per period) instead of ours (any count
+    # up to max_replicas in one period).
+    hpa_default_scale_up: bool = False
 
     def __post_init__(self) -> None:
         for name in ("polling_interval", "hpa_sync_period"):
@@ -152,8 +160,9 @@ class ScaledObjectModel:
         return min(max(self.replicas, up), down)
 
     def _rate_limited(self, now: float, wanted: int) -> int:
-        """At most max(4 pods, 100 %) more per period; fewer is not limited (100 % per period)."""
-        if wanted <= self.replicas:
+        """Ours: up to max_replicas at once. The HPA's defaults: at most max(4 pods, 100 %) more
+        per period. Fewer is not limited (100 % per period)."""
+        if wanted <= self.replicas or not self.timing.hpa_default_scale_up:
             return wanted
         period = self.timing.hpa_sync_period
         self._changes = [(t, d) for t, d in self._changes if now - t < period]

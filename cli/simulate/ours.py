@@ -46,7 +46,10 @@ class KedaScaling:
     def attach(self, sim: Simulation) -> None:
         self._sim = sim
         self._objects = [
-            ScaledObjectModel(self._keda.timing(max_replicas(m.spec))) for m in sim.models
+            ScaledObjectModel(
+                self._keda.timing(max_replicas(m.spec), m.spec.scale_down_stabilization)
+            )
+            for m in sim.models
         ]
         self._due = [None] * len(sim.models)
         self._index = {model.name: model.index for model in sim.models}

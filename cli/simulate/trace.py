@@ -58,6 +58,9 @@ class ModelSpec(Strict):
     weight: Positive = 1.0
     # Sub-tasks one worker runs at once: the worker's --concurrency (a pod's slots).
     slots_per_worker: Count = 1
+    # This model's ScaledObject's scale-down stabilization window (`manifests model
+    # --scale-down-window-seconds`); None: the trace's `keda.scale_down_stabilization`.
+    scale_down_stabilization: Seconds | None = None
 
 
 class AnalysisSpec(Strict):
@@ -118,16 +121,25 @@ class Keda(Strict):
     push: bool = True
     # From a replica asked for to a worker taking sub-tasks.
     pod_startup: Seconds = 20.0
+    # The HPA's default scale-up policies (4 pods or 100 % per sync) instead of our ScaledObject's
+    # (the asked count in one sync).
+    hpa_default_scale_up: bool = False
 
-    def timing(self, max_replicas: int) -> KedaTiming:
+    def timing(
+        self, max_replicas: int, scale_down_stabilization: float | None = None
+    ) -> KedaTiming:
+        """A model's timing: `scale_down_stabilization` is its own window, if it sets one."""
+        if scale_down_stabilization is None:
+            scale_down_stabilization = self.scale_down_stabilization
         return KedaTiming(
             polling_interval=self.polling_interval,
             hpa_sync_period=self.hpa_sync_period,
             cooldown_period=self.cooldown_period,
-            scale_down_stabilization=self.scale_down_stabilization,
+            scale_down_stabilization=scale_down_stabilization,
             scale_up_stabilization=self.scale_up_stabilization,
             max_replicas=max(max_replicas, 1),
             tolerance=self.tolerance,
+            hpa_default_scale_up=self.hpa_default_scale_up,
         )
 
 

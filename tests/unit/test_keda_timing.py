@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,11 +72,19 @@ def test_the_hpa_lands_on_ceil_metric_unless_within_tolerance(
     assert model.step(0, active=True, metric=metric) == expected
 
 
-def test_scale_up_is_limited_to_four_pods_or_double_per_period() -> None:
-    model = ScaledObjectModel(FAST)
+def test_the_hpa_defaults_limit_scale_up_to_four_pods_or_double_per_period() -> None:
+    model = ScaledObjectModel(replace(FAST, hpa_default_scale_up=True))
     model.push(0)
     steps = dict(run(model, 3, 20))
     assert [steps[t] for t in (0, 1, 2, 3)] == [5, 10, 20, 20]
+
+
+def test_our_scale_up_policy_reaches_the_count_in_one_sync() -> None:
+    # The generator's policy: max_replicas pods per period, so nothing waits for a second sync.
+    model = ScaledObjectModel(FAST)
+    model.push(0)
+    steps = dict(run(model, 1, 20))
+    assert [steps[t] for t in (0, 1)] == [20, 20]
 
 
 def test_scale_down_waits_out_the_stabilization_window() -> None:

@@ -60,6 +60,28 @@ def test_without_push_the_model_waits_for_the_next_poll() -> None:
     assert (model.makespan, model.wait_mean, model.wait_max) == (54, 39, 44)
 
 
+def test_a_model_s_own_scale_down_window_holds_only_its_pods() -> None:
+    # Two pods each, chunks 5-15 and 5-105; the sub-tasks after the chunks keep both asked for
+    # until 105. Then N's idle pod goes at the sync of 105, while M's own 30 s window holds the
+    # answer of the sync of 90 (2) until the sync of 120: 15 s more of one pod, nothing sooner.
+    spec = {
+        "scaling": {
+            "scaling_strategy": "DYNAMIC_TASKS",
+            "chunks_per_worker": 1,
+            "worker_count_max": 2,
+        },
+        "durations": NO_SERIAL,
+    }
+    work = {"loss_chunks": 2, "loss_chunk_seconds": [10, 100]}
+    both = trace(
+        {"M": {**spec, "scale_down_stabilization": 30}, "N": spec},
+        [{"model": "M", **work}, {"model": "N", **work}],
+    )
+    held, plain = Simulation(both, KedaScaling(both)).run().models
+    assert held.worker_seconds - plain.worker_seconds == 15
+    assert held.makespan == plain.makespan == 105
+
+
 def test_upstream_by_hand() -> None:
     # The controller acts 1 s after the arrival: the pod runs from 6, chunks 6-16 and 16-26.
     # At 27 the model is idle; the one timer scales it to zero 20 s later, at 47.
