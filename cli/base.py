@@ -9,7 +9,10 @@ traceback) and exits 2.
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -74,3 +77,18 @@ def settings_from(
         return settings_type(**flag_overrides(args, flags))
     except ValidationError as error:
         raise UsageError(validation_reasons(error)) from None
+
+
+def log_to_stderr() -> None:
+    """A service's log: time, level, logger and message, a line each."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def stop_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: a service runs until it is set, then stops cleanly."""
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    return stopping

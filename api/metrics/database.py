@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from api.store.configurations import stored
@@ -56,30 +56,11 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
             .where(Analysis.status.in_(MAIN_TASK_STATUSES))
             .group_by(Analysis.model_id),
         )
-        pending = _per_model(
-            session,
-            select(Analysis.model_id, func.count())
-            .select_from(SubTask)
-            .join(Analysis, SubTask.analysis_id == Analysis.id)
-            .where(SubTask.status.in_(IN_QUEUE))
-            .group_by(Analysis.model_id),
+        pending = _sub_tasks_per_model(session, SubTask.status.in_(IN_QUEUE))
+        recorded = _sub_tasks_per_model(
+            session, Analysis.status.in_(MAIN_TASK_STATUSES) & (SubTask.status != CANCELLED)
         )
-        recorded = _per_model(
-            session,
-            select(Analysis.model_id, func.count())
-            .select_from(SubTask)
-            .join(Analysis, SubTask.analysis_id == Analysis.id)
-            .where(Analysis.status.in_(MAIN_TASK_STATUSES) & (SubTask.status != CANCELLED))
-            .group_by(Analysis.model_id),
-        )
-        queued_or_running = _per_model(
-            session,
-            select(Analysis.model_id, func.count())
-            .select_from(SubTask)
-            .join(Analysis, SubTask.analysis_id == Analysis.id)
-            .where(SubTask.status.in_(ON_QUEUE))
-            .group_by(Analysis.model_id),
-        )
+        queued_or_running = _sub_tasks_per_model(session, SubTask.status.in_(ON_QUEUE))
         states: dict[str, StoredModel] = {}
         for model in models:
             state = StoredModel(
@@ -94,6 +75,18 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
             )
             states[state.queue] = _same_queue(states.get(state.queue), state)
         return states
+
+
+def _sub_tasks_per_model(session: Session, where: ColumnElement[bool]) -> dict[int, int]:
+    """Sub-tasks matching `where` (over the sub-task and its analysis), counted per model."""
+    return _per_model(
+        session,
+        select(Analysis.model_id, func.count())
+        .select_from(SubTask)
+        .join(Analysis, SubTask.analysis_id == Analysis.id)
+        .where(where)
+        .group_by(Analysis.model_id),
+    )
 
 
 def _per_model(session: Session, statement: Select[int, int]) -> dict[int, int]:

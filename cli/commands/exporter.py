@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from cli.base import UsageError, add_setting_flags, settings_from
+from cli.base import UsageError, add_setting_flags, log_to_stderr, settings_from, stop_signal
 
 # Setting -> flag type; each flag overrides its OASIS_AUTOSCALER_EXPORTER_* variable. The
 # client secret has no flag of its own: a variable or a mounted file keeps it off the command
@@ -52,12 +49,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from api.exporter.settings import ExporterSettings
 
     settings = settings_from(ExporterSettings, args, FLAGS)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    log_to_stderr()
+    stopping = stop_signal()
     try:
         with running(settings) as (_, port):
             console.print(

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from cli.base import UsageError, add_setting_flags, settings_from
+from cli.base import UsageError, add_setting_flags, log_to_stderr, settings_from, stop_signal
 
 if TYPE_CHECKING:
     from scaler.settings import ScalerSettings
@@ -64,12 +61,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from scaler.settings import ScalerSettings
 
     settings = settings_from(ScalerSettings, args, [*FLAGS, "scrape_targets"])
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    log_to_stderr()
+    stopping = stop_signal()
     try:
         with running_scaler(settings) as scaler:
             _greet(console, settings, scaler.port, scaler.metrics_port)

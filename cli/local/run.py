@@ -7,7 +7,6 @@ analysis has ended and every model is back to zero workers.
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cli.api_client import LoginRefused
-from cli.base import USAGE_STATUS, add_setting_flags, flag_overrides, print_error
+from cli.base import USAGE_STATUS, add_setting_flags, flag_overrides, print_error, stop_signal
 from cli.local.backoff import Backoff
 
 # Settings of the stack (StackSettings) that `up` and `demo` take as flags.
@@ -51,9 +50,7 @@ def running_stack(args: argparse.Namespace, console: Console) -> Iterator[tuple[
 
     stack = LocalStack(StackSettings(**flag_overrides(args, FLAGS)))
     stack.say = lambda text: console.print(text, highlight=False, soft_wrap=True)
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = stop_signal()
     try:
         stack.start()
         _greet(console, stack)
