@@ -1,32 +1,35 @@
-"""A pool process's work dies with it: a guard kills the pool process's group once it exits.
+"""A pool process's work dies with it: a guard kills what it started once it exits.
 
-Each pool process leads a process group of its own, and everything it starts for a sub-task is
-in that group: the kernel's `run_analysis.sh` with its pipelines and the lookup's processes. When
-the pool process goes (SIGTERM from a revoke with terminate, SIGKILL, or the SIGKILL Celery has
-the kernel send it when the worker's main process dies), they would run on as orphans, still
-writing into the analysis's folders. So `lead_own_group` also starts a guard: this module run
-as a small process in a session of its own (out of reach of the kernel's cleanup, which kills
-processes of its group, and of signals sent to the worker's group), which waits for its pool
-process to exit, however it exits, and then SIGKILLs the group it led.
+Each pool process leads a process group of its own, and what it starts for a sub-task is in
+that group (the lookup's processes) or in the group of a kernel step's script, which leads one
+of its own and records it (`worker.step_groups`). When the pool process goes (SIGTERM from a
+revoke with terminate, SIGKILL, or the SIGKILL Celery has the kernel send it when the worker's
+main process dies), they would run on as orphans, still writing into the analysis's folders. So
+`lead_own_group` also starts a guard: this module run as a small process in a session of its own
+(out of reach of signals sent to the worker's groups), which waits for its pool process to exit,
+however it exits, and then SIGKILLs the group it led and every step group it recorded.
 
 A guard outside the pool process rather than a child session per kernel step: oasislmf starts
-its script itself, in the caller's group; forking a pool process that has loaded numba and
-started threads is unsafe; and a fresh interpreter per step would spend seconds on imports.
+its script itself; forking a pool process that has loaded numba and started threads is unsafe;
+and a fresh interpreter per step would spend seconds on imports.
 
-Run as `python -m worker.group_guard <pid>`: `<pid>` must be the guard's parent and lead its own
-process group; anything else is refused (exit status 2) and nothing is killed.
+Run as `python -m worker.group_guard <pid> <step-records>`: `<pid>` must be the guard's parent
+and lead its own process group; anything else is refused (exit status 2) and nothing is killed.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Final
+
+from worker import step_groups
 
 # How often the guard looks at its parent where the system cannot notify it (no pidfd).
 POLL_SECONDS: Final = 0.2
@@ -40,14 +43,14 @@ _guard: subprocess.Popen[bytes] | None = None
 def lead_own_group() -> subprocess.Popen[bytes]:
     """Make this process lead its own process group and start its guard; returns the guard.
 
-    A kernel run that fails kills the processes of its group started after it: the group must
-    not hold other pool processes. The guard kills what is left in the group when this process
-    exits. Returns once the guard watches, so nothing this process starts can escape it.
+    The group holds no other pool process, so the guard kills only this one's work: what is
+    left in the group, and the groups of its kernel steps, when this process exits. Returns once
+    the guard watches, so nothing this process starts can escape it.
     """
     global _guard
     os.setpgrp()
     guard = subprocess.Popen(
-        [sys.executable, "-m", __name__, str(os.getpid())],
+        [sys.executable, "-m", __name__, str(os.getpid()), str(step_groups.root())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         cwd="/",  # holds no folder of the work
@@ -71,10 +74,18 @@ def main(argv: list[str]) -> int:
     if isinstance(owner, str):
         print(f"group_guard: {owner}; nothing done", file=sys.stderr)
         return 2
+    records = Path(argv[1])
     exited = _exit_notice(owner)
     sys.stdout.buffer.write(READY)
     sys.stdout.close()  # the owner reads one line, then closes its end
     _wait_for_exit(owner, exited)
+    steps = step_groups.kill_all(records)
+    shutil.rmtree(records, ignore_errors=True)
+    if steps:
+        print(
+            f"group_guard: process {owner} exited; killed {steps} kernel step groups it left",
+            file=sys.stderr,
+        )
     left = _running_in(owner)
     try:
         os.killpg(owner, signal.SIGKILL)
@@ -91,8 +102,11 @@ def main(argv: list[str]) -> int:
 
 def _owner(argv: list[str]) -> int | str:
     """The pid to guard, or why it is refused."""
-    if len(argv) != 1 or not argv[0].isdigit():
-        return f"expected one argument, the pid of the process to guard, got {argv}"
+    if len(argv) != 2 or not argv[0].isdigit():
+        return (
+            "expected two arguments, the pid of the process to guard and its folder of step"
+            f" records, got {argv}"
+        )
     owner = int(argv[0])
     if os.getppid() != owner:
         return f"process {owner} is not this guard's parent"

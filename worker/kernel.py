@@ -27,9 +27,11 @@ The losses: chunk `index` (from 0) of `count` runs kernel process `index + 1` of
 kernel pipelines (default: every core this process may use), as an OasisPlatform worker does.
 
 The kernel's tools (evepy, gulmc, summarypy, katpy, ...) run under a bash script that oasislmf
-starts in the caller's process group. In a worker that group is its pool process's own, and the
-pool process's guard (`worker.group_guard`) kills it when the pool process exits, so a chunk
-that is revoked, or whose worker is killed, leaves no kernel process running. The tools are
+starts; each step's script leads a process group of its own (`worker.step_shell`), so that a
+failed script's cleanup, which kills processes of its group, cannot reach its caller. What is
+left of the groups is killed when the step ends (`worker.step_groups`), and a pool process's
+guard (`worker.group_guard`) kills them when the pool process exits, so a chunk that is revoked,
+or whose worker is killed, leaves no kernel process running. The tools are
 found beside this interpreter; numba caches their compiled code in `numba_cache_dir` when given,
 else where the environment says. A failed kernel run keeps its logs in `<run_dir>/failed/`.
 """
@@ -47,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from worker import step_groups
 from worker.atomic import build_dir, publish_dir, scratch_dir, write_text
 from worker.chunking import partition
 from worker.kernel_tools import write_tools_dir
@@ -235,7 +238,7 @@ def losses_chunk(
     if target.is_dir():
         return target
     pipelines = (processes or _cores()) if count == 1 else count
-    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir, tools_dir):
+    with scratch_dir(target) as attempt, kernel_environment(numba_cache_dir, tools_dir):
         settings = _link_prepared(run_dir, attempt)
         with _logs_kept_on_failure(attempt, run_dir):
             OasisManager().generate_losses_partial(
@@ -276,7 +279,7 @@ def losses_output(
     records = [json.loads((c / CHUNK_RECORD).read_text()) for c in chunks]
     if any(r["count"] != count for r in records):
         raise ValueError(f"the chunks in {run_dir / LOSS_CHUNKS} were not cut into {count}")
-    with scratch_dir(target) as attempt, _kernel_environment(numba_cache_dir, tools_dir):
+    with scratch_dir(target) as attempt, kernel_environment(numba_cache_dir, tools_dir):
         settings = _link_prepared(run_dir, attempt)
         for chunk in chunks:
             shutil.copytree(chunk, attempt / "work", dirs_exist_ok=True)
@@ -544,7 +547,7 @@ def _logs_kept_on_failure(attempt: Path, run_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _kernel_environment(numba_cache_dir: Path | None, tools_dir: Path | None) -> Iterator[None]:
+def kernel_environment(numba_cache_dir: Path | None, tools_dir: Path | None) -> Iterator[None]:
     """The environment the kernel's subprocesses inherit, for the length of one step.
 
     - PATH: the kernel's tools are console scripts installed beside this interpreter; they go
@@ -557,16 +560,18 @@ def _kernel_environment(numba_cache_dir: Path | None, tools_dir: Path | None) ->
       It is made inside the caller's OASIS_TMPDIR when there is one.
     - OASIS_SOCKET_SERVER_IP/_PORT: the kernel's progress ping goes to a sink of this step's
       (`worker.progress_sink`), not to a port nothing (or something else) listens on.
+    - Where the script records its process group (`worker.step_groups`).
     """
     pipes = Path(tempfile.mkdtemp(prefix="oasis-kernel-", dir=os.environ.get("OASIS_TMPDIR")))
     tools = tools_dir or write_tools_dir(pipes / "bin", stand_ins=False)
-    with progress_sink() as ping_target:
+    with progress_sink() as ping_target, step_groups.recorded() as groups:
         changes = {
             "PATH": os.pathsep.join(
                 (str(tools), sysconfig.get_path("scripts"), os.environ.get("PATH", ""))
             ),
             "OASIS_TMPDIR": str(pipes),
             **ping_target,
+            **groups,
         }
         if numba_cache_dir is not None:
             numba_cache_dir.mkdir(parents=True, exist_ok=True)

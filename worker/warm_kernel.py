@@ -2,8 +2,8 @@
 started again.
 
 Each pool process owns one warm process, started when the pool process starts (it warms while
-the pool process waits for its first task) and in a session of its own, out of reach of the
-kernel script's cleanup, which kills processes of its caller's group. It dies with its owner
+the pool process waits for its first task) and in a session of its own, out of reach of
+signals sent to the worker's groups. It dies with its owner
 (PDEATHSIG). Before every kernel step the owner checks it is alive and starts a new one if not;
 a step that was running when it died fails (each stand-in reports it on stderr) and is tried
 again by the sub-task's retries, on the new one.
@@ -12,7 +12,6 @@ again by the sub-task's retries, on the new one.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import select
@@ -27,8 +26,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
 
-import psutil  # type: ignore[import-untyped]  # oasislmf's dependency
-
+from worker import step_groups
 from worker.kernel_tools import write_tools_dir
 from worker.zygote import READY, THREAD_ENVIRONMENT
 
@@ -102,9 +100,9 @@ class WarmKernel:
     @contextmanager
     def running(self) -> Iterator[Path]:
         """The tools folder for one kernel step, watched: if the warm process dies during the
-        step, the step's script is killed (its processes in this process's group), so the step
-        fails at once and is retried. A script whose tools all died at once could otherwise wait
-        for ever: its readers of named pipes wait for writers that never start."""
+        step, the step's script is killed (the process groups of this process's steps), so the
+        step fails at once and is retried. A script whose tools all died at once could otherwise
+        wait for ever: its readers of named pipes wait for writers that never start."""
         tools = self.ready()
         process = self.process
         assert process is not None
@@ -126,7 +124,7 @@ class WarmKernel:
                     process.pid,
                     process.returncode,
                 )
-                _kill_own_group_descendants()
+                step_groups.kill_all()
                 return
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
@@ -161,17 +159,6 @@ class WarmKernel:
             self.process.wait()
         self._close()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _kill_own_group_descendants() -> None:
-    """SIGKILL every process this one started, directly or not, that is in its process group
-    (the kernel's script and its tools' stand-ins; not the group guard or a warm process, which
-    run in sessions of their own)."""
-    group = os.getpgid(0)
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(child.pid) == group:
-                child.kill()
 
 
 _warm: WarmKernel | None = None

@@ -2,8 +2,9 @@
 
 A stand-in pool process leads its group with its guard (as every worker pool process does) and
 runs a fake kernel: a bash script that leaves `sleep`s running in the background, in subshells
-and in a nested bash. The stand-in and everything it started run in the test's folder, which
-is how the test finds them in /proc.
+and in a nested bash; run plainly (in the pool process's group) or as a kernel step (in a group
+of its own, recorded for the guard). The stand-in and everything it started run in the test's
+folder, which is how the test finds them in /proc.
 """
 
 from __future__ import annotations
@@ -32,20 +33,28 @@ touch started
 wait
 """
 POOL_PROCESS = """\
-import subprocess, sys
+import contextlib, subprocess, sys
 from worker.group_guard import lead_own_group
+from worker.kernel import kernel_environment
 guard = lead_own_group()
 print(guard.pid, flush=True)
-subprocess.run(["bash", "pipeline.sh"])
+as_step = sys.argv[1] == "step"
+with kernel_environment(None, None) if as_step else contextlib.nullcontext():
+    subprocess.run(["bash", "pipeline.sh"])
 """
 
 
-@pytest.fixture
-def pool_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+@pytest.fixture(params=["plain", "step"], ids=["in its group", "as a kernel step"])
+def pool_process(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The stand-in, once its fake kernel runs whole; with its guard's pid."""
     (tmp_path / "pipeline.sh").write_text(PIPELINE)
     process = subprocess.Popen(
-        [sys.executable, "-c", POOL_PROCESS], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", POOL_PROCESS, request.param],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -79,7 +88,7 @@ def test_what_a_pool_process_started_dies_with_it(
 def test_a_pool_process_that_ends_normally_leaves_its_guard_no_work(tmp_path: Path) -> None:
     (tmp_path / "pipeline.sh").write_text("touch started\n")
     done = subprocess.run(
-        [sys.executable, "-c", POOL_PROCESS],
+        [sys.executable, "-c", POOL_PROCESS, "step"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -93,10 +102,10 @@ def test_a_pool_process_that_ends_normally_leaves_its_guard_no_work(tmp_path: Pa
 @pytest.mark.parametrize(
     ("argument", "reason"),
     [
-        ([], "expected one argument"),
-        (["x"], "expected one argument"),
-        (["1"], "process 1 is not this guard's parent"),
-        (["{parent}"], "does not lead its process group"),
+        ([], "expected two arguments"),
+        (["x", "records"], "expected two arguments"),
+        (["1", "records"], "process 1 is not this guard's parent"),
+        (["{parent}", "records"], "does not lead its process group"),
     ],
     ids=["none", "not a pid", "not the parent", "not a group leader"],
 )

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.local.tether import end_sessions
 from tests.support.numba import numba_cache_root
 from worker import kernel
 from worker.demo_model import (
@@ -144,7 +144,9 @@ def _prepare(analysis: Analysis, model: DemoModel) -> None:
 
 
 def _kill_while_the_kernel_runs(run_dir: Path, index: int, count: int, cache: Path) -> None:
-    """Start a chunk in its own process group and kill the group once the kernel runs.
+    """Start a chunk in its own session and kill the session once the kernel runs (the
+    chunk's script leads a group of its own in it, as in a worker, whose pool process's guard
+    kills it).
 
     What the killed worker leaves in its temporary folder stays beside `run_dir`.
     """
@@ -165,7 +167,8 @@ def _kill_while_the_kernel_runs(run_dir: Path, index: int, count: int, cache: Pa
                 break
         else:
             raise AssertionError(f"the attempt ended (code {attempt.wait()}) before the kernel ran")
-        os.killpg(attempt.pid, signal.SIGKILL)
+        while end_sessions({attempt.pid}):
+            pass  # again, for what forked while the session was being killed
         attempt.wait()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.numba import numba_cache_root
+from tests.support.processes import wait_until_unused
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
 from worker.numba_cache import full_settings, warm_up_analysis
@@ -40,9 +41,11 @@ DEADLINE_SECONDS = 60.0
 OWNER = """
 import sys
 from pathlib import Path
+from worker.group_guard import lead_own_group
 from worker.kernel import losses_chunk
 from worker.warm_kernel import WarmKernel
 run, cache = sys.argv[1:]
+lead_own_group()
 warm = WarmKernel(Path(cache))
 tools = warm.ready()
 print(warm.process.pid, flush=True)
@@ -231,7 +234,7 @@ def test_a_killed_owner_leaves_no_kernel_process(
     prepared: Path, cache_folder: Path, tmp_path: Path
 ) -> None:
     """As when a worker's pool process is killed mid-chunk: its warm process and every tool it
-    forked go with it (the pool process's group guard takes the script and the stand-ins)."""
+    forked go with it, and its guard takes the script and the stand-ins (in the step's group)."""
     run_dir = _run_dir(prepared, tmp_path / "run")
     with subprocess.Popen(
         [sys.executable, "-c", OWNER, str(run_dir), str(cache_folder)],
@@ -239,15 +242,15 @@ def test_a_killed_owner_leaves_no_kernel_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        start_new_session=True,
     ) as owner:
         assert owner.stdout is not None
         zygote = int(owner.stdout.readline())
         _poll(lambda: bool(_children(zygote)), "a tool to run in the warm process")
         tools = _children(zygote)
-        os.killpg(owner.pid, signal.SIGKILL)
+        owner.kill()
         owner.wait()
     _poll(lambda: not any(_alive(pid) for pid in {zygote, *tools}), "the kernel to go")
+    wait_until_unused(run_dir, DEADLINE_SECONDS)
 
 
 @pytest.mark.timeout(600)
@@ -255,6 +258,8 @@ def test_a_warm_process_killed_mid_chunk_fails_the_chunk_and_is_started_again(
     prepared: Path, cache_folder: Path, tmp_path: Path
 ) -> None:
     warm = WarmKernel(cache_folder)
+    # A process of this test's group: stopping the step must not reach it.
+    bystander = subprocess.Popen(["sleep", "300"])
     try:
         tools = warm.ready()
         first = warm.process
@@ -278,6 +283,7 @@ def test_a_warm_process_killed_mid_chunk_fails_the_chunk_and_is_started_again(
         attempt.join(timeout=DEADLINE_SECONDS)
         assert not attempt.is_alive()
         assert [KERNEL_ERROR in str(e) for e in failure] == [True]
+        assert bystander.poll() is None, "stopping the step killed a process of its caller's group"
 
         # The retry: the owner sees the warm process gone and starts another.
         assert warm.ready() == tools
@@ -289,6 +295,8 @@ def test_a_warm_process_killed_mid_chunk_fails_the_chunk_and_is_started_again(
         assert _files(again) == _files(reference)
     finally:
         warm.stop()
+        bystander.kill()
+        bystander.wait()
 
 
 # --- the exec monitor --------------------------------------------------------------------------

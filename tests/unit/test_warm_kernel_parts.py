@@ -25,18 +25,38 @@ def test_exit_codes_are_those_python_gives_sys_exit(value: object, code: int) ->
     assert subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == code
 
 
-def test_the_cold_tools_folder_holds_only_the_monitors_wrapper(tmp_path: Path) -> None:
+def test_the_cold_tools_folder_holds_only_bash_and_the_monitors_wrapper(tmp_path: Path) -> None:
     folder = write_tools_dir(tmp_path / "bin", stand_ins=False)
-    assert sorted(p.name for p in folder.iterdir()) == [MONITOR]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["bash", MONITOR])
     assert os.access(folder / MONITOR, os.X_OK)
+    assert os.access(folder / "bash", os.X_OK)
+    assert (folder / "bash").read_text().startswith(f"#!{sys.executable} -IS\n")
 
 
 def test_the_warm_tools_folder_has_a_stand_in_per_tool(tmp_path: Path) -> None:
     folder = write_tools_dir(tmp_path / "bin", stand_ins=True)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MONITOR, *TOOLS])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["bash", MONITOR, *TOOLS])
     for tool in TOOLS:
         assert os.access(folder / tool, os.X_OK)
         assert (folder / tool).read_text().startswith(f"#!{sys.executable} -IS\n")
+
+
+def test_the_tools_folders_bash_runs_the_real_one_in_a_group_of_its_own(tmp_path: Path) -> None:
+    """It is first on PATH, so it must pass over itself to find bash, and leave `$0` and the
+    arguments as they were."""
+    folder = write_tools_dir(tmp_path / "bin", stand_ins=False)
+    path = os.pathsep.join((str(folder), os.environ["PATH"]))
+    done = subprocess.run(
+        ["bash", "-c", 'echo "$0 $1 $(ps -o pgid= -p $$)"; echo "$$"', "zero", "one"],
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    first, pid = done.stdout.splitlines()
+    zero, one, group = first.split()
+    assert (zero, one, group) == ("zero", "one", pid)
 
 
 def test_a_stand_in_without_its_warm_process_fails_clearly(tmp_path: Path) -> None:
