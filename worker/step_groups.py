@@ -24,17 +24,25 @@ from typing import Final
 from worker.step_shell import RECORDS
 
 ENVIRONMENT: Final = RECORDS
-_root: Path | None = None
+# This process's folder and the pid it was made for: a forked child must not share it, or one
+# pool process's guard would kill the steps of another.
+_root: tuple[int, Path] | None = None
 
 
 def root() -> Path:
     """This process's folder of step records: made on first use, removed when it exits (by its
     guard when it has one, however it exits)."""
     global _root
-    if _root is None or not _root.is_dir():
-        _root = Path(tempfile.mkdtemp(prefix="oasis-step-groups-"))
-        atexit.register(shutil.rmtree, _root, ignore_errors=True)
-    return _root
+    if _root is None or _root[0] != os.getpid() or not _root[1].is_dir():
+        folder = Path(tempfile.mkdtemp(prefix="oasis-step-groups-"))
+        atexit.register(_remove, os.getpid(), folder)
+        _root = (os.getpid(), folder)
+    return _root[1]
+
+
+def _remove(owner: int, folder: Path) -> None:
+    if os.getpid() == owner:  # a forked child runs its parent's exit handlers too
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -52,7 +60,7 @@ def recorded() -> Iterator[dict[str, str]]:
 def kill_all(records: Path | None = None) -> int:
     """SIGKILL the groups of every step recorded under `records` (this process's root by
     default); returns how many groups were signalled."""
-    folder = records or _root
+    folder = records or (_root[1] if _root is not None and _root[0] == os.getpid() else None)
     if folder is None or not folder.is_dir():
         return 0
     return sum(kill(step) for step in folder.iterdir() if step.is_dir())
