@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import processes_using, wait_until_unused
+from tests.support.processes import processes_using, wait_until_gone, wait_until_unused
 
 DEADLINE = 10.0
 # The stand-in, its script, and the script's background processes: three sleeps, a subshell
@@ -82,7 +82,7 @@ def test_what_a_pool_process_started_dies_with_it(
     process.send_signal(stop)
     assert process.wait() == -stop
     wait_until_unused(tmp_path, DEADLINE)
-    wait_until_gone(guard)
+    wait_until_gone(guard, DEADLINE)
 
 
 def test_a_pool_process_that_ends_normally_leaves_its_guard_no_work(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_a_pool_process_that_ends_normally_leaves_its_guard_no_work(tmp_path: Pa
         text=True,
         check=True,
     )
-    wait_until_gone(int(done.stdout))
+    wait_until_gone(int(done.stdout), DEADLINE)
     assert (tmp_path / "started").exists()
     assert "group_guard" not in done.stderr
 
@@ -125,18 +125,3 @@ def test_the_guard_refuses_anything_but_its_group_leading_parent(
     assert done.returncode == 2
     assert reason in done.stderr
     assert "nothing done" in done.stderr
-
-
-def wait_until_gone(pid: int) -> None:
-    stop = time.monotonic() + DEADLINE
-    while alive(pid):
-        assert time.monotonic() < stop, f"process {pid} is still running"
-        time.sleep(0.05)  # polling with a deadline
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"

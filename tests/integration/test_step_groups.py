@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import alive, wait_until_gone
 from worker.kernel import kernel_environment
 
 pytestmark = pytest.mark.integration
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 DEADLINE = 10.0
 CALLER = """\
 import os, subprocess, sys
+from tests.support.processes import alive, wait_until_gone
 from worker.kernel import kernel_environment
 with kernel_environment(None, None):
     done = subprocess.run(["bash", "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
@@ -57,12 +58,9 @@ def test_what_a_step_leaves_running_is_killed_when_it_ends() -> None:
             check=True,
         )
         orphan = int(done.stdout)
-        assert _alive(orphan), "the script's background process ended before the step did"
+        assert alive(orphan), "the script's background process ended before the step did"
         assert os.getpgid(orphan) != os.getpgid(0)
-    stop = time.monotonic() + DEADLINE
-    while _alive(orphan):
-        assert time.monotonic() < stop, f"process {orphan} outlived its step"
-        time.sleep(0.05)  # polling with a deadline
+    wait_until_gone(orphan, DEADLINE)
 
 
 def test_a_script_outside_a_step_runs_in_its_callers_group(tmp_path: Path) -> None:
@@ -71,11 +69,3 @@ def test_a_script_outside_a_step_runs_in_its_callers_group(tmp_path: Path) -> No
         ["bash", "-c", "ps -o pgid= -p $$"], stdout=subprocess.PIPE, text=True, check=True
     )
     assert int(done.stdout) == os.getpgid(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.numba import numba_cache_root
-from tests.support.processes import wait_until_unused
+from tests.support.processes import alive, wait_until_unused
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
 from worker.numba_cache import full_settings, warm_up_analysis
@@ -191,14 +191,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
 def _poll(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while not condition():
@@ -225,7 +217,7 @@ def test_a_tool_whose_stand_in_is_killed_is_killed(warm: WarmKernel, tmp_path: P
     stand_in.wait()
     assert stand_in.stdin is not None
     stand_in.stdin.close()
-    _poll(lambda: not _alive(tool), f"tool {tool} to go")
+    _poll(lambda: not alive(tool), f"tool {tool} to go")
     assert zygote.poll() is None, "the warm process must survive its tool's end"
 
 
@@ -249,7 +241,7 @@ def test_a_killed_owner_leaves_no_kernel_process(
         tools = _children(zygote)
         owner.kill()
         owner.wait()
-    _poll(lambda: not any(_alive(pid) for pid in {zygote, *tools}), "the kernel to go")
+    _poll(lambda: not any(alive(pid) for pid in {zygote, *tools}), "the kernel to go")
     wait_until_unused(run_dir, DEADLINE_SECONDS)
 
 

@@ -40,6 +40,23 @@ def wait_for_command_naming(folder: Path, deadline: float = 60.0) -> list[str]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def wait_until_gone(pid: int, deadline: float = 30.0) -> None:
+    """Poll until process `pid` no longer runs; fail at the deadline."""
+    stop = time.monotonic() + deadline
+    while alive(pid):
+        assert time.monotonic() < stop, f"process {pid} is still running after {deadline} s"
+        time.sleep(0.05)  # polling with a deadline
+
+
 def wait_until_unused(folder: Path, deadline: float = 30.0) -> None:
     """Poll until no process uses `folder`; fail naming the ones still there at the deadline."""
     stop = time.monotonic() + deadline
