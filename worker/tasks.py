@@ -41,6 +41,16 @@ COMMIT_WAIT_TRIES = 20
 COMMIT_WAIT_SECONDS = 0.25
 
 app = Celery("oasis_autoscaler")
+# The Redis result backend whose chord counting also waits out a broker restart.
+RESULT_BACKEND = "worker.result_backend:RetryingRedisBackend"
+BROKER_RETRY_SLEEP_MS = 1000
+# About a minute of tries, a second apart at most, before a publication fails.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 60,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 1,
+}
 
 
 def configure_app(settings: WorkerSettings) -> Celery:
@@ -48,7 +58,6 @@ def configure_app(settings: WorkerSettings) -> Celery:
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
     app.conf.update(
         broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         task_acks_late=True,
@@ -56,6 +65,17 @@ def configure_app(settings: WorkerSettings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue or "celery",
         broker_connection_retry_on_startup=True,
+        # A broker that restarts is away for a moment (seconds; `up` restarts its Redis after
+        # one). A task that ends then must wait for it: storing its result and counting its
+        # chord part are what publishes the join, and Celery's default gives up on the first
+        # connection error, so the join would never be published and the analysis would wait
+        # for ever. Its retries sleep with jitter, at most BROKER_RETRY_SLEEP_MS apart.
+        result_backend_always_retry=True,
+        result_backend_max_sleep_between_retries_ms=BROKER_RETRY_SLEEP_MS,
+        result_backend=f"{RESULT_BACKEND}+{settings.redis_url}",
+        # Publishing the next step of a chain (and a chord's join) rides it out too, instead
+        # of Celery's 3 tries in under a second; what is lost anyway the reconciler puts back.
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         worker_hijack_root_logger=False,
         result_expires=7 * 24 * 3600,
     )
