@@ -55,8 +55,18 @@ PUBLISH_RETRY_POLICY = {
 
 def configure_app(settings: WorkerSettings) -> Celery:
     """Point the app at the broker with the settings that keep work from being lost."""
+    app.conf.update(celery_config(settings))
+    # Imported here: the Kubernetes client is only loaded by workers that mark their pod.
+    from worker.pod_deletion_cost import activate_for
+
+    activate_for(settings)
+    return app
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The worker's Celery configuration."""
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
-    app.conf.update(
+    return dict(
         broker_url=settings.redis_url,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
@@ -79,11 +89,6 @@ def configure_app(settings: WorkerSettings) -> Celery:
         worker_hijack_root_logger=False,
         result_expires=7 * 24 * 3600,
     )
-    # Imported here: the Kubernetes client is only loaded by workers that mark their pod.
-    from worker.pod_deletion_cost import activate_for
-
-    activate_for(settings)
-    return app
 
 
 def publish_again(message: dict[str, Any]) -> None:

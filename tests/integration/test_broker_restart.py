@@ -10,19 +10,28 @@ Celery's default gives up on the first connection error there: the join never ca
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery, chord
+from celery.app.task import Context
+from redis import Redis
 
 from cli.local.launch import LOOPBACK, free_port, redis_answers, redis_argv, stop_process
 from tests.support.chord_gate import GATE, JOIN, JOINED, PART, returned, started
+from worker.reconcile import queue_lists
+from worker.result_backend import RetryingRedisBackend
+from worker.settings import WorkerSettings
+from worker.tasks import celery_config
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +150,42 @@ def test_a_chord_whose_parts_end_while_the_broker_is_down_joins_once(
     poll(joined.exists, "the chord's join", deadline=90)
     assert [json.loads(line) for line in joined.read_text().splitlines()] == [[0, 1]]
     publisher.close()
+
+
+def test_a_chord_part_counted_while_the_broker_is_down_is_counted_when_it_is_back(
+    tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The window the test above rarely meets: the result was stored, and the broker goes away
+    before the part is counted. The count waits for the broker, then publishes the join."""
+    app = Celery("counter", set_as_current=False)
+    app.conf.update(celery_config(WorkerSettings(data_dir=tmp_path, redis_url=broker.url)))
+    backend = app.backend
+    assert isinstance(backend, RetryingRedisBackend)
+    group, join_id = str(uuid.uuid4()), str(uuid.uuid4())
+    backend.set_chord_size(group, 1)
+    join = app.signature(JOIN, kwargs={"gate": str(tmp_path)}, queue=QUEUE, task_id=join_id)
+    part = Context(id=str(uuid.uuid4()), group=group, group_index=0, chord=dict(join))
+
+    broker.kill()
+    errors: list[BaseException] = []
+
+    def count() -> None:
+        try:
+            backend.on_chord_part_return(part, "SUCCESS", 0)
+        except BaseException as error:  # the test reports it
+            errors.append(error)
+
+    caplog.set_level(logging.WARNING, logger="worker.result_backend")
+    counting = threading.Thread(target=count)
+    counting.start()
+    poll(lambda: bool(errors) or "counting a part of chord" in caplog.text, "a count failing")
+    assert errors == []
+    broker.start()
+    counting.join(timeout=60)
+    assert not counting.is_alive() and errors == []
+
+    redis = Redis.from_url(broker.url)
+    queued = [json.loads(raw) for name in queue_lists(QUEUE) for raw in redis.lrange(name, 0, -1)]
+    assert [m["headers"]["id"] for m in queued] == [join_id]
+    redis.close()
+    app.close()
