@@ -9,6 +9,8 @@ between the two would leave the chord one part short for ever, and its join unpu
 So the count is retried here too, on the errors the backend deems safe to retry (the connection
 errors), with the same jittered back-off as the store. Counting a part twice changes nothing:
 Celery's script records each part once by its task id and place in the chord.
+
+Celery takes a backend class in the URL: `<module>:<class>+<url>` (`backend_url`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from celery.backends.redis import RedisBackend
 from celery.utils.time import get_exponential_backoff_interval
 
 log = logging.getLogger(__name__)
+
+CLASS_PATH = f"{__name__}:RetryingRedisBackend"
+
+
+def backend_url(redis_url: str) -> str:
+    """The result backend setting for the broker at `redis_url`: this module's backend on it.
+
+    Celery splits the setting at its first `+` into the class and the URL the class is given,
+    so a URL whose scheme names a transport (`redis+socket://`) gives up that prefix, as it
+    does when Celery chooses its own Redis backend for it.
+    """
+    scheme, separator, _ = redis_url.partition("://")
+    url = redis_url.split("+", 1)[1] if separator and "+" in scheme else redis_url
+    return f"{CLASS_PATH}+{url}"
 
 
 class RetryingRedisBackend(RedisBackend):  # type: ignore[misc]

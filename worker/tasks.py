@@ -21,7 +21,15 @@ from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 from api.store.statuses import INPUTS, LOSSES, STAGES
-from worker import activity, group_guard, numba_cache, reconcile, records, warm_kernel
+from worker import (
+    activity,
+    group_guard,
+    numba_cache,
+    reconcile,
+    records,
+    result_backend,
+    warm_kernel,
+)
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -41,8 +49,6 @@ COMMIT_WAIT_TRIES = 20
 COMMIT_WAIT_SECONDS = 0.25
 
 app = Celery("oasis_autoscaler")
-# The Redis result backend whose chord counting also waits out a broker restart.
-RESULT_BACKEND = "worker.result_backend:RetryingRedisBackend"
 BROKER_RETRY_SLEEP_MS = 1000
 # About a minute of tries, a second apart at most, before a publication fails.
 PUBLISH_RETRY_POLICY = {
@@ -82,7 +88,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         # for ever. Its retries sleep with jitter, at most BROKER_RETRY_SLEEP_MS apart.
         result_backend_always_retry=True,
         result_backend_max_sleep_between_retries_ms=BROKER_RETRY_SLEEP_MS,
-        result_backend=f"{RESULT_BACKEND}+{settings.redis_url}",
+        result_backend=result_backend.backend_url(settings.redis_url),
         # Publishing the next step of a chain (and a chord's join) rides it out too, instead
         # of Celery's 3 tries in under a second; what is lost anyway the reconciler puts back.
         task_publish_retry_policy=PUBLISH_RETRY_POLICY,
