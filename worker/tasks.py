@@ -49,6 +49,9 @@ COMMIT_WAIT_TRIES = 20
 COMMIT_WAIT_SECONDS = 0.25
 
 app = Celery("oasis_autoscaler")
+# A task that waits for the broker to come back tries again at most this far apart, for as long
+# as it takes (Celery's result_backend_max_retries is unbounded): it has nothing better to do,
+# and a worker stopped meanwhile leaves its message to be delivered again.
 BROKER_RETRY_SLEEP_MS = 1000
 # About a minute of tries, a second apart at most, before a publication fails.
 PUBLISH_RETRY_POLICY = {
