@@ -22,8 +22,9 @@ sub-task its analysis has moved past.
 
 What it does not put back: a chord's count of finished chunks, kept by Celery in the same Redis.
 With persistence (the local stack's and the dev overlay's Redis keep an append-only file) a
-restart loses neither; after a loss of the whole broker, a stage whose chunks all finished
-before the loss waits for its join until the analysis is queued again.
+restart loses neither, and a chunk that ends while the broker is away waits for it to count
+itself (worker/result_backend.py); after a loss of the whole broker, a stage whose chunks all
+finished before the loss waits for its join until the analysis is queued again.
 """
 
 from __future__ import annotations

@@ -21,7 +21,15 @@ from celery.canvas import Signature
 from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 from api.store.statuses import INPUTS, LOSSES, STAGES
-from worker import activity, group_guard, numba_cache, reconcile, records, warm_kernel
+from worker import (
+    activity,
+    group_guard,
+    numba_cache,
+    reconcile,
+    records,
+    result_backend,
+    warm_kernel,
+)
 from worker.chunking import chunk_count
 from worker.configuration import ChunkingConfiguration, ChunkingStrategy
 from worker.event_sets import EventSetError, selected_event_count
@@ -41,14 +49,34 @@ COMMIT_WAIT_TRIES = 20
 COMMIT_WAIT_SECONDS = 0.25
 
 app = Celery("oasis_autoscaler")
+# A task that waits for the broker to come back tries again at most this far apart, for as long
+# as it takes (Celery's result_backend_max_retries is unbounded): it has nothing better to do,
+# and a worker stopped meanwhile leaves its message to be delivered again.
+BROKER_RETRY_SLEEP_MS = 1000
+# About a minute of tries, a second apart at most, before a publication fails.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 60,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 1,
+}
 
 
 def configure_app(settings: WorkerSettings) -> Celery:
     """Point the app at the broker with the settings that keep work from being lost."""
+    app.conf.update(celery_config(settings))
+    # Imported here: the Kubernetes client is only loaded by workers that mark their pod.
+    from worker.pod_deletion_cost import activate_for
+
+    activate_for(settings)
+    return app
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The worker's Celery configuration."""
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
-    app.conf.update(
+    return dict(
         broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         task_acks_late=True,
@@ -56,14 +84,20 @@ def configure_app(settings: WorkerSettings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue or "celery",
         broker_connection_retry_on_startup=True,
+        # A broker that restarts is away for a moment (seconds; `up` restarts its Redis after
+        # one). A task that ends then must wait for it: storing its result and counting its
+        # chord part are what publishes the join, and Celery's default gives up on the first
+        # connection error, so the join would never be published and the analysis would wait
+        # for ever. Its retries sleep with jitter, at most BROKER_RETRY_SLEEP_MS apart.
+        result_backend_always_retry=True,
+        result_backend_max_sleep_between_retries_ms=BROKER_RETRY_SLEEP_MS,
+        result_backend=result_backend.backend_url(settings.redis_url),
+        # Publishing the next step of a chain (and a chord's join) rides it out too, instead
+        # of Celery's 3 tries in under a second; what is lost anyway the reconciler puts back.
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         worker_hijack_root_logger=False,
         result_expires=7 * 24 * 3600,
     )
-    # Imported here: the Kubernetes client is only loaded by workers that mark their pod.
-    from worker.pod_deletion_cost import activate_for
-
-    activate_for(settings)
-    return app
 
 
 def publish_again(message: dict[str, Any]) -> None:

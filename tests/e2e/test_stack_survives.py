@@ -4,6 +4,7 @@ and being SIGKILLed itself (nothing of the stack may outlive it)."""
 from __future__ import annotations
 
 import io
+import signal
 import socket
 import subprocess
 import tarfile
@@ -18,7 +19,7 @@ from oasislmf.platform_api.client import APIClient
 
 from tests.e2e.test_local_stack import CLI, _children, _cmdline, assert_all_gone, stack_env
 from tests.support.servers import free_port, wait_until
-from worker.demo_model import demo_analysis_settings, demo_locations
+from worker.demo_model import demo_analysis_settings, demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +128,44 @@ def _session(process: psutil.Process) -> int | None:
 
 
 # Two analyses, one after the other: more than the default 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(900)
+def test_redis_killed_mid_run_loses_no_work(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    """SIGKILL `up`'s Redis while a chunk runs: `up` restarts it (its queues come back from its
+    append-only file) and the analysis completes with the outputs of an undisturbed run."""
+    up, url = start_up(tmp_path, pytestconfig)
+    try:
+        client = APIClient(api_url=url, username="admin", password="up-password")
+        model = client.models.create("OasisLMF", "Broker", "1").json()["id"]
+        client.models.settings.post(model, model_settings())
+        client.models.chunking_configuration.post(
+            model, {"fixed_lookup_chunks": 2, "fixed_analysis_chunks": 2}
+        )
+        client.models.scaling_configuration.post(
+            model, {"scaling_strategy": "FIXED_WORKERS", "worker_count_fixed": 2}
+        )
+        calm = run_analysis(client, model, "undisturbed")
+        wait_until(lambda: status(client, calm) == "RUN_COMPLETED", "the calm run", up, 600)
+
+        stormy = run_analysis(client, model, "broker killed")
+        wait_until(lambda: loss_chunk_running(client, stormy), "a running loss chunk", up, 600)
+        redis = next(p for p in _children(up.pid) if "redis-server" in " ".join(_cmdline(p)))
+        redis.send_signal(signal.SIGKILL)
+        wait_until(lambda: status(client, stormy) == "RUN_COMPLETED", "the stormy run", up, 600)
+        assert output_files(url, client, stormy) == output_files(url, client, calm)
+        assert up.poll() is None, "up ended"
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=360)
+    log = (tmp_path / "up.log").read_text()
+    assert "redis restarted" in log, log[-3000:]
+
+
+def loss_chunk_running(client: APIClient, analysis: int) -> bool:
+    """A loss chunk of the analysis runs; an error if its run ended before one was seen."""
+    tasks = client.analyses.sub_task_list(analysis).json()
+    if any(
+        t["status"] == "STARTED" and t["slug"].startswith("generate-losses-chunk") for t in tasks
+    ):
+        return True
+    assert status(client, analysis) != "RUN_COMPLETED", "the run ended before a chunk was seen"
+    return False
