@@ -70,6 +70,7 @@ class KedaScaling:
                 sub_tasks=model.recorded,
                 queued_or_running=model.queued_or_running,
                 slots_per_worker=model.spec.slots_per_worker,
+                queued=len(model.queue),
             )
             self._desired[model.index] = desired
         return desired
