@@ -10,9 +10,11 @@ Rules, in order (docs/budget.md):
    before a lower one gets more, and within a level by weighted max-min fair share (water
    filling), whole workers left over going to the largest fractional shares, then by name.
 4. The budget holds for pods: workers still present (busy, or draining after a scale-down) count
-   against it until they leave. A model keeps what it is granted up to the workers it has; a
-   grant above them is given only from what the present workers leave free, by rules 2-3, so a
-   share freed by a scale-down goes elsewhere as its workers leave, not before.
+   against it until they leave. A model keeps the workers it has while it wants them, whatever
+   its share; a grant above them is given only from what the present workers leave free, by
+   rules 2-3, so a share freed by a scale-down goes elsewhere as its workers leave, not before.
+   Kept workers give way only to rules 1-2: when the floors and one worker for each model with
+   work do not fit beside them, the lowest ranked model keeping more than that gives one up.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
@@ -123,7 +125,11 @@ def _held(
     while every present worker counts against it."""
     if any(count < 0 for count in (*present.values(), *staying.values())):
         raise ValueError("present worker counts must be 0 or more")
-    kept = {c.model: max(min(shares[c.model], staying.get(c.model, 0)), c.floor) for c in claims}
+    # A model keeps its workers while it wants them: taking a busy worker from it costs its
+    # sub-task's remaining time plus a pod start before the other model gains anything, so a
+    # higher priority grows from what is free (measured in docs/budget.md).
+    kept = {c.model: max(min(c.desired, staying.get(c.model, 0)), c.floor) for c in claims}
+    _make_room(claims, kept, present, limit)
     # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
@@ -137,6 +143,34 @@ def _held(
     ]
     grown = allocate(wanting, sum(kept[c.model] for c in growing) + free).granted
     return {**kept, **grown}
+
+
+def _make_room(
+    claims: list[Claim], kept: dict[str, int], present: Mapping[str, int], limit: int
+) -> None:
+    """Rules 1-2 over what is kept: the floors, and one worker for each model with work and
+    none present, best ranked first, while the budget lasts. Where they do not fit beside the
+    kept workers, the lowest ranked model keeping more than its floor and one gives one up
+    (the lowest priority, then the most kept, then the name), and so on."""
+    waiting = [
+        c for c in claims if c.desired > 0 and kept[c.model] == 0 and not present.get(c.model)
+    ]
+    waiting.sort(key=lambda c: (-c.priority, -c.weight, c.model))
+    # Workers given up by one model only reach another once they have left: counting them
+    # here keeps a model from giving up more than the room it makes.
+    need = sum(kept.values()) + len(waiting) - limit
+    if need <= 0:
+        return
+    floors = sum(c.floor for c in claims)
+    # More one-each workers than the budget has room for beside the floors cannot be made.
+    need = min(need, sum(kept.values()) - floors)
+    while need > 0:
+        donors = [c for c in claims if kept[c.model] > max(c.floor, 1)]
+        if not donors:
+            return
+        donor = min(donors, key=lambda c: (c.priority, -kept[c.model], c.model))
+        kept[donor.model] -= 1
+        need -= 1
 
 
 def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:
