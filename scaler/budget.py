@@ -161,16 +161,16 @@ def _make_room(
     need = sum(kept.values()) + len(waiting) - limit
     if need <= 0:
         return
-    floors = sum(c.floor for c in claims)
-    # More one-each workers than the budget has room for beside the floors cannot be made.
-    need = min(need, sum(kept.values()) - floors)
-    while need > 0:
-        donors = [c for c in claims if kept[c.model] > max(c.floor, 1)]
-        if not donors:
-            return
-        donor = min(donors, key=lambda c: (c.priority, -kept[c.model], c.model))
-        kept[donor.model] -= 1
-        need -= 1
+    # First down to a floor and one worker each; when the floors alone leave no room for that,
+    # down to the floors (rule 1 before rule 2).
+    for keeps_one in (True, False):
+        while need > 0:
+            donors = [c for c in claims if kept[c.model] > max(c.floor, int(keeps_one))]
+            if not donors:
+                break
+            donor = min(donors, key=lambda c: (c.priority, -kept[c.model], c.model))
+            kept[donor.model] -= 1
+            need -= 1
 
 
 def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:

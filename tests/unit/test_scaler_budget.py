@@ -93,13 +93,17 @@ def test_with_a_limit_the_grants_share_it_and_desired_stays_visible() -> None:
 
 def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
     """`low` was granted 9 alone and its 9 workers are present: `high`, arriving at a higher
-    priority, gets only what they leave free, whatever it was promised before."""
+    priority, gets only what they leave free, whatever it was promised before, and `low` keeps
+    its workers while it wants them."""
     alone = {
         "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
         "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
     }
     granted, _ = with_grants(alone, 10, previous={"low": 9})
-    assert {m: s.granted for m, s in granted.items()} == {"low": 1, "high": 1}
+    assert {m: s.granted for m, s in granted.items()} == {"low": 9, "high": 1}
+    # With no budget free, low gives up one worker so that high gets one as it leaves.
+    granted, _ = with_grants(alone, 9, previous={"low": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 8, "high": 0}
     # Six of low's workers have left; the grant high was given is held for it too.
     drained = {**alone, "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=3)}
     granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1})
