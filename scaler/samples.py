@@ -132,6 +132,9 @@ def build_states(samples: Iterable[Sample]) -> Built:
             counts[name], problem = (None, None) if value is None else _work(model, name, value)
             if problem:
                 built.problems.append(problem)
+                if name == QUEUED:
+                    # 0 queued would release busy workers: a bad count is taken as unpublished.
+                    counts[name] = None
         slots, slots_problem = _work(model, WORKER_SLOTS, entry.numbers.get(WORKER_SLOTS, 1.0))
         if slots < 1:
             # No live worker publishes it, or a bad value: a worker runs one sub-task.

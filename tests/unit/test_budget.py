@@ -271,6 +271,62 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"b": 4},
         {"a": 2, "b": 2},
     ),
+    (
+        "a model keeps its workers while it wants them: a higher priority grows from what is free",
+        [Claim("a", 6, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 6},
+        {"a": 6},
+        {"a": 6, "b": 2},
+    ),
+    (
+        "it keeps only what it still wants",
+        [Claim("a", 3, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 6},
+        {"a": 6},
+        {"a": 3, "b": 2},
+    ),
+    (
+        "the budget full: the lowest priority gives one up for a model with none",
+        [Claim("a", 8, priority=4), Claim("b", 6, priority=8), Claim("c", 5, priority=6)],
+        8,
+        {"a": 8},
+        {"a": 8},
+        {"a": 6, "b": 0, "c": 0},
+    ),
+    (
+        "the one given up comes from the lowest priority, then from the model keeping most",
+        [Claim("a", 4, priority=4), Claim("b", 3, priority=4), Claim("c", 5, priority=8)],
+        7,
+        {"a": 4, "b": 3},
+        {"a": 4, "b": 3},
+        {"a": 3, "b": 3, "c": 0},
+    ),
+    (
+        "a model with a worker present takes none from the others",
+        [Claim("a", 8, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 7, "b": 1},
+        {"a": 7, "b": 1},
+        {"a": 7, "b": 1},
+    ),
+    (
+        "kept workers give way to floors before one each",
+        [Claim("a", 5, priority=8), Claim("b", 4, floor=4), Claim("c", 2)],
+        6,
+        {"a": 5},
+        {"a": 5},
+        {"a": 1, "b": 4, "c": 0},
+    ),
+    (
+        "floors over the budget: kept workers go down to nothing",
+        [Claim("a", 5, priority=8), Claim("b", 7, floor=7)],
+        6,
+        {"a": 5},
+        {"a": 5},
+        {"a": 0, "b": 7},
+    ),
 ]
 
 
@@ -308,3 +364,23 @@ def test_pods_never_exceed_the_budget_once_the_grants_are_acted_on(
     assert after <= limit + forced
     for claim in claims:
         assert claim.floor <= granted[claim.model] <= claim.desired
+
+
+@given(claim_sets(), st.integers(0, 40), st.data())
+def test_a_model_keeps_its_workers_while_it_wants_them_and_the_budget_has_room(
+    claims: list[Claim], limit: int, data: st.DataObject
+) -> None:
+    """Kept workers (up to what a model wants) give way only when the floors and one worker for
+    each model with none do not fit beside them."""
+    staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
+    kept = {c.model: max(min(c.desired, staying[c.model]), c.floor) for c in claims}
+    waiting = sum(1 for c in claims if c.desired and not kept[c.model] and not staying[c.model])
+    granted = allocate(claims, limit, present=staying, staying=staying).granted
+    if sum(kept.values()) + waiting <= limit:
+        for claim in claims:
+            assert granted[claim.model] >= kept[claim.model]
+    else:
+        # Room is made, never more than the shortfall, and never below a floor.
+        given_up = sum(max(kept[m] - granted[m], 0) for m in kept)
+        assert given_up <= sum(kept.values()) + waiting - limit
+        assert all(granted[c.model] >= c.floor for c in claims)
