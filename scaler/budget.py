@@ -10,11 +10,12 @@ Rules, in order (docs/budget.md):
    before a lower one gets more, and within a level by weighted max-min fair share (water
    filling), whole workers left over going to the largest fractional shares, then by name.
 4. The budget holds for pods: workers still present (busy, or draining after a scale-down) count
-   against it until they leave. A model keeps the workers it has while it wants them, whatever
-   its share; a grant above them is given only from what the present workers leave free, by
-   rules 2-3, so a share freed by a scale-down goes elsewhere as its workers leave, not before.
-   Kept workers give way only to rules 1-2: when the floors and one worker for each model with
-   work do not fit beside them, the lowest ranked model keeping more than that gives one up.
+   against it until they leave. A model keeps what it is granted up to the workers it has,
+   and the workers it has (up, not told to go) while it wants them, whatever its share; a grant
+   above that is given only from what the present workers leave free, by rules 2-3, so a share
+   freed by a scale-down goes elsewhere as its workers leave, not before. Kept workers give way
+   only to rules 1-2: when the floors and one worker for each model with work do not fit beside
+   them, the lowest ranked model keeping more than that gives one up.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
@@ -85,12 +86,14 @@ def allocate(
     *,
     present: Mapping[str, int] | None = None,
     staying: Mapping[str, int] | None = None,
+    working: Mapping[str, int] | None = None,
 ) -> Allocation:
     """Each model's share of `limit` workers (None: no budget, every model gets its desired).
 
     Rule 4: `present` holds the workers each model has against the budget now (draining ones
     and those already asked for included; models without a claim too), and `staying` those of
-    them it keeps without asking anew (not draining; `present` when omitted). None shares the
+    them it keeps without asking anew (not draining; `present` when omitted), and `working`
+    the workers it has up now, not promised ones (`staying` when omitted). None shares the
     budget as if no worker were running.
     """
     ordered = sorted(claims, key=lambda claim: claim.model)
@@ -110,7 +113,8 @@ def allocate(
         _by_priority(ordered, granted, left)
     starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     if present:
-        granted = _held(ordered, granted, present, staying or present, limit)
+        staying = staying or present
+        granted = _held(ordered, granted, present, staying, working or staying, limit)
     return Allocation(granted, limit, floors, max(0, -left), starved)
 
 
@@ -119,16 +123,25 @@ def _held(
     shares: Mapping[str, int],
     present: Mapping[str, int],
     staying: Mapping[str, int],
+    working: Mapping[str, int],
     limit: int,
 ) -> dict[str, int]:
     """The shares, each above the workers the model keeps only by what the budget has free
     while every present worker counts against it."""
-    if any(count < 0 for count in (*present.values(), *staying.values())):
+    if any(count < 0 for count in (*present.values(), *staying.values(), *working.values())):
         raise ValueError("present worker counts must be 0 or more")
     # A model keeps its workers while it wants them: taking a busy worker from it costs its
     # sub-task's remaining time plus a pod start before the other model gains anything, so a
     # higher priority grows from what is free (measured in docs/budget.md).
-    kept = {c.model: max(min(c.desired, staying.get(c.model, 0)), c.floor) for c in claims}
+    # Workers only promised (KEDA may not have started them) are kept up to the share alone.
+    kept = {
+        c.model: max(
+            min(shares[c.model], staying.get(c.model, 0)),
+            min(c.desired, staying.get(c.model, 0), working.get(c.model, 0)),
+            c.floor,
+        )
+        for c in claims
+    }
     _make_room(claims, kept, present, limit)
     # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())

@@ -92,7 +92,8 @@ def with_grants(
     previous = previous or {}
     staying = {m: previous.get(m, s.workers) for m, s in states.items()}
     present = {m: max(s.workers, staying[m]) for m, s in states.items()}
-    allocation = allocate(claims, limit, present=present, staying=staying)
+    working = {m: min(s.workers, staying[m]) for m, s in states.items()}
+    allocation = allocate(claims, limit, present=present, staying=staying, working=working)
     granted = {}
     for model, state in states.items():
         grant = allocation.granted[model]

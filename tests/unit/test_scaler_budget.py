@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -112,6 +113,26 @@ def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
     # 9 workers were told to go, gets no new one while they drain.
     granted, _ = with_grants(alone, 10, previous={"low": 0, "high": 9})
     assert {m: s.granted for m, s in granted.items()} == {"low": 0, "high": 9}
+
+
+def test_grants_only_promised_are_kept_up_to_the_share() -> None:
+    """No worker of either model is up yet: the grants last given are promises, and a model
+    whose priority rose takes the share from one whose workers have not started."""
+    promised = {
+        "a": ModelState(DYNAMIC, analyses=4, pending=4, priority=8),
+        "b": ModelState(DYNAMIC, analyses=7, pending=7, priority=9),
+    }
+    one_each = ScalingConfiguration(scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=1)
+    promised = {m: replace(s, configuration=one_each) for m, s in promised.items()}
+    granted, _ = with_grants(promised, 6, previous={"a": 4, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 2}
+    # The next share (the refresher shares again until the grants settle): a's promise is gone.
+    granted, _ = with_grants(promised, 6, previous={"a": 1, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 5}
+    # The same grants with a's 4 workers up: a keeps them while it wants them.
+    working = {**promised, "a": replace(promised["a"], workers=4)}
+    granted, _ = with_grants(working, 6, previous={"a": 4, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 4, "b": 2}
 
 
 def test_weights_act_within_a_priority() -> None:
