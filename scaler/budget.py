@@ -10,12 +10,15 @@ Rules, in order (docs/budget.md):
    before a lower one gets more, and within a level by weighted max-min fair share (water
    filling), whole workers left over going to the largest fractional shares, then by name.
 4. The budget holds for pods: workers still present (busy, or draining after a scale-down) count
-   against it until they leave. A model keeps what it is granted up to the workers it has,
-   and the workers it has (up, not told to go) while it wants them, whatever its share; a grant
-   above that is given only from what the present workers leave free, by rules 2-3, so a share
-   freed by a scale-down goes elsewhere as its workers leave, not before. Kept workers give way
-   only to rules 1-2: when the floors and one worker for each model with work do not fit beside
-   them, the lowest ranked model keeping more than that gives one up.
+   against it until they leave. A model keeps what it is granted up to the workers it has; a
+   grant above that is given only from what the present workers leave free, by rules 2-3, so a
+   share freed by a scale-down goes elsewhere as its workers leave, not before.
+5. Priority takes free budget first, and busy workers only down to a fair share: a model keeps
+   the workers it has up (not promised, not told to go) while it wants them, up to its fair
+   share of the whole budget as if every model had the same priority (weighted max-min, whole
+   workers rounded down). Kept workers give way only to rules 1-2: when the floors and one
+   worker for each model with work do not fit beside them, the lowest ranked model keeping more
+   than that gives one up.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
@@ -130,14 +133,15 @@ def _held(
     while every present worker counts against it."""
     if any(count < 0 for count in (*present.values(), *staying.values(), *working.values())):
         raise ValueError("present worker counts must be 0 or more")
-    # A model keeps its workers while it wants them: taking a busy worker from it costs its
-    # sub-task's remaining time plus a pod start before the other model gains anything, so a
-    # higher priority grows from what is free (measured in docs/budget.md).
+    # Rule 5: taking a busy worker costs the model its sub-task's remaining time plus a pod
+    # start before the other model gains anything, so priority takes workers that are up only
+    # down to what the model would have were priorities equal (measured in docs/budget.md).
     # Workers only promised (KEDA may not have started them) are kept up to the share alone.
+    fair = _fair_floor(claims, limit)
     kept = {
         c.model: max(
             min(shares[c.model], staying.get(c.model, 0)),
-            min(c.desired, staying.get(c.model, 0), working.get(c.model, 0)),
+            min(fair[c.model], staying.get(c.model, 0), working.get(c.model, 0)),
             c.floor,
         )
         for c in claims
@@ -156,6 +160,21 @@ def _held(
     ]
     grown = allocate(wanting, sum(kept[c.model] for c in growing) + free).granted
     return {**kept, **grown}
+
+
+def _fair_floor(claims: list[Claim], limit: int) -> dict[str, int]:
+    """Each model's weighted max-min fair share of `limit` over every claim, priorities left
+    out, rounded down (so that a tie never keeps the odd worker from a higher priority);
+    between its floor and its desired count."""
+    low = {c.model: c.floor for c in claims}
+    high = {c.model: c.desired for c in claims}
+    if sum(high.values()) <= limit:
+        return high
+    if sum(low.values()) >= limit:
+        return low
+    weights = {c.model: c.weight for c in claims}
+    level = _water_level(low, high, weights, limit, sorted(low))
+    return {m: min(high[m], max(low[m], math.floor(weights[m] * level))) for m in low}
 
 
 def _make_room(

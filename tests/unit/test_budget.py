@@ -272,12 +272,12 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 2, "b": 2},
     ),
     (
-        "a model keeps its workers while it wants them: a higher priority grows from what is free",
+        "a lower priority keeps its workers up to its fair share; the rest goes over as it drains",
         [Claim("a", 6, priority=4), Claim("b", 6, priority=8)],
         8,
         {"a": 6},
         {"a": 6},
-        {"a": 6, "b": 2},
+        {"a": 4, "b": 2},
     ),
     (
         "it keeps only what it still wants",
@@ -288,28 +288,36 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 3, "b": 2},
     ),
     (
-        "the budget full: the lowest priority gives one up for a model with none",
+        "the budget full: higher priorities wait for the workers above the fair share to drain",
         [Claim("a", 8, priority=4), Claim("b", 6, priority=8), Claim("c", 5, priority=6)],
         8,
         {"a": 8},
         {"a": 8},
-        {"a": 6, "b": 0, "c": 0},
+        {"a": 2, "b": 0, "c": 0},
     ),
     (
-        "the one given up comes from the lowest priority, then from the model keeping most",
+        "each lower priority keeps its fair share, rounded down",
         [Claim("a", 4, priority=4), Claim("b", 3, priority=4), Claim("c", 5, priority=8)],
         7,
         {"a": 4, "b": 3},
         {"a": 4, "b": 3},
-        {"a": 3, "b": 3, "c": 0},
+        {"a": 2, "b": 2, "c": 0},
     ),
     (
-        "a model with a worker present takes none from the others",
+        "a higher priority's grant above its workers waits for the others' to drain",
         [Claim("a", 8, priority=4), Claim("b", 6, priority=8)],
         8,
         {"a": 7, "b": 1},
         {"a": 7, "b": 1},
-        {"a": 7, "b": 1},
+        {"a": 4, "b": 1},
+    ),
+    (
+        "fair shares count weights",
+        [Claim("a", 8, priority=4, weight=3), Claim("b", 8, priority=8)],
+        8,
+        {"a": 8},
+        {"a": 8},
+        {"a": 6, "b": 0},
     ),
     (
         "kept workers give way to floors before one each",
@@ -367,20 +375,23 @@ def test_pods_never_exceed_the_budget_once_the_grants_are_acted_on(
 
 
 @given(claim_sets(), st.integers(0, 40), st.data())
-def test_a_model_keeps_its_workers_while_it_wants_them_and_the_budget_has_room(
+def test_priority_takes_workers_that_are_up_only_down_to_a_fair_share(
     claims: list[Claim], limit: int, data: st.DataObject
 ) -> None:
-    """Kept workers (up to what a model wants) give way only when the floors and one worker for
-    each model with none do not fit beside them."""
+    """A model keeps the workers it has up, while it wants them, down to its fair share of the
+    budget with priorities left out (within one worker: the share here is rounded as
+    `fair_shares` rounds), unless the floors and one worker for each model with none need the
+    room."""
     staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
-    kept = {c.model: max(min(c.desired, staying[c.model]), c.floor) for c in claims}
+    low = {c.model: c.floor for c in claims}
+    high = {c.model: c.desired for c in claims}
+    weights = {c.model: c.weight for c in claims}
+    units = max(limit - sum(low.values()), 0)
+    fair = fair_shares(low, high, weights, units)
+    kept = {c.model: max(min(staying[c.model], fair[c.model] - 1), c.floor) for c in claims}
     waiting = sum(1 for c in claims if c.desired and not kept[c.model] and not staying[c.model])
     granted = allocate(claims, limit, present=staying, staying=staying).granted
     if sum(kept.values()) + waiting <= limit:
         for claim in claims:
             assert granted[claim.model] >= kept[claim.model]
-    else:
-        # Room is made, never more than the shortfall, and never below a floor.
-        given_up = sum(max(kept[m] - granted[m], 0) for m in kept)
-        assert given_up <= sum(kept.values()) + waiting - limit
-        assert all(granted[c.model] >= c.floor for c in claims)
+    assert all(c.floor <= granted[c.model] <= c.desired for c in claims)

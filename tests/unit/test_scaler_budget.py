@@ -95,16 +95,16 @@ def test_with_a_limit_the_grants_share_it_and_desired_stays_visible() -> None:
 def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
     """`low` was granted 9 alone and its 9 workers are present: `high`, arriving at a higher
     priority, gets only what they leave free, whatever it was promised before, and `low` keeps
-    its workers while it wants them."""
+    its workers down to its fair share (5 of 10: priorities left out, both want 9)."""
     alone = {
         "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
         "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
     }
     granted, _ = with_grants(alone, 10, previous={"low": 9})
-    assert {m: s.granted for m, s in granted.items()} == {"low": 9, "high": 1}
-    # With no budget free, low gives up one worker so that high gets one as it leaves.
+    assert {m: s.granted for m, s in granted.items()} == {"low": 5, "high": 1}
+    # A budget of 9: low keeps 4 (4.5 rounded down); high gets its first as low's go.
     granted, _ = with_grants(alone, 9, previous={"low": 9})
-    assert {m: s.granted for m, s in granted.items()} == {"low": 8, "high": 0}
+    assert {m: s.granted for m, s in granted.items()} == {"low": 4, "high": 0}
     # Six of low's workers have left; the grant high was given is held for it too.
     drained = {**alone, "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=3)}
     granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1})
@@ -129,10 +129,10 @@ def test_grants_only_promised_are_kept_up_to_the_share() -> None:
     # The next share (the refresher shares again until the grants settle): a's promise is gone.
     granted, _ = with_grants(promised, 6, previous={"a": 1, "b": 2})
     assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 5}
-    # The same grants with a's 4 workers up: a keeps them while it wants them.
+    # The same grants with a's 4 workers up: a keeps its fair share of them (3 of 6).
     working = {**promised, "a": replace(promised["a"], workers=4)}
     granted, _ = with_grants(working, 6, previous={"a": 4, "b": 2})
-    assert {m: s.granted for m, s in granted.items()} == {"a": 4, "b": 2}
+    assert {m: s.granted for m, s in granted.items()} == {"a": 3, "b": 2}
 
 
 def test_weights_act_within_a_priority() -> None:
