@@ -146,7 +146,7 @@ def _held(
         )
         for c in claims
     }
-    _make_room(claims, kept, present, limit)
+    _make_room(claims, kept, present, limit, fair)
     # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
@@ -178,12 +178,18 @@ def _fair_floor(claims: list[Claim], limit: int) -> dict[str, int]:
 
 
 def _make_room(
-    claims: list[Claim], kept: dict[str, int], present: Mapping[str, int], limit: int
+    claims: list[Claim],
+    kept: dict[str, int],
+    present: Mapping[str, int],
+    limit: int,
+    fair: Mapping[str, int],
 ) -> None:
-    """Rules 1-2 over what is kept: the floors, and one worker for each model with work and
-    none present, best ranked first, while the budget lasts. Where they do not fit beside the
-    kept workers, the lowest ranked model keeping more than its floor and one gives one up
-    (the lowest priority, then the most kept, then the name), and so on."""
+    """What is kept fitted to the budget, with rules 1-2: the floors, and one worker for each
+    model with work and none present, while the budget lasts. Where they do not fit beside the
+    kept workers, one is given up at a time: first by a model keeping more than its fair share
+    (kept by its share alone: a priority's gain gives way before anyone's fair share), then by
+    one keeping more than its floor and one, then more than its floor; each time the lowest
+    priority, then the most kept, then the name."""
     waiting = [
         c for c in claims if c.desired > 0 and kept[c.model] == 0 and not present.get(c.model)
     ]
@@ -193,11 +199,14 @@ def _make_room(
     need = sum(kept.values()) + len(waiting) - limit
     if need <= 0:
         return
-    # First down to a floor and one worker each; when the floors alone leave no room for that,
-    # down to the floors (rule 1 before rule 2).
-    for keeps_one in (True, False):
+    # When the floors alone leave no room for one each, down to the floors (rule 1 first).
+    for above_fair, above_one in ((True, True), (False, True), (False, False)):
         while need > 0:
-            donors = [c for c in claims if kept[c.model] > max(c.floor, int(keeps_one))]
+            donors = [
+                c
+                for c in claims
+                if kept[c.model] > max(c.floor, int(above_one), fair[c.model] if above_fair else 0)
+            ]
             if not donors:
                 break
             donor = min(donors, key=lambda c: (c.priority, -kept[c.model], c.model))

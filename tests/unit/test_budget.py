@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.budget import MAX_PRIORITY, MIN_PRIORITY, Allocation, Claim, allocate, fair_shares
+from scaler.budget import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Allocation,
+    Claim,
+    _fair_floor,
+    allocate,
+    fair_shares,
+)
 
 
 def grants(claims: list[Claim], limit: int | None) -> dict[str, int]:
@@ -379,19 +387,39 @@ def test_priority_takes_workers_that_are_up_only_down_to_a_fair_share(
     claims: list[Claim], limit: int, data: st.DataObject
 ) -> None:
     """A model keeps the workers it has up, while it wants them, down to its fair share of the
-    budget with priorities left out (within one worker: the share here is rounded as
-    `fair_shares` rounds), unless the floors and one worker for each model with none need the
-    room."""
+    budget with priorities left out (rounded down), whenever those, the floors and one worker
+    for each model with work fit in the budget."""
     staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
-    low = {c.model: c.floor for c in claims}
-    high = {c.model: c.desired for c in claims}
-    weights = {c.model: c.weight for c in claims}
-    units = max(limit - sum(low.values()), 0)
-    fair = fair_shares(low, high, weights, units)
-    kept = {c.model: max(min(staying[c.model], fair[c.model] - 1), c.floor) for c in claims}
-    waiting = sum(1 for c in claims if c.desired and not kept[c.model] and not staying[c.model])
+    fair = _fair_floor(claims, limit)
+    kept = {c.model: max(min(staying[c.model], fair[c.model]), c.floor) for c in claims}
+    room = sum(max(kept[c.model], 1 if c.desired else 0) for c in claims)
     granted = allocate(claims, limit, present=staying, staying=staying).granted
-    if sum(kept.values()) + waiting <= limit:
+    if room <= limit:
         for claim in claims:
             assert granted[claim.model] >= kept[claim.model]
     assert all(c.floor <= granted[c.model] <= c.desired for c in claims)
+
+
+@pytest.mark.parametrize(
+    ("claims", "limit", "fair"),
+    [
+        ([Claim("a", 6, priority=4), Claim("b", 6, priority=8)], 8, {"a": 4, "b": 4}),
+        ([Claim("a", 9), Claim("b", 9)], 9, {"a": 4, "b": 4}),
+        ([Claim("a", 2), Claim("b", 9)], 8, {"a": 2, "b": 6}),
+        ([Claim("a", 8, weight=3), Claim("b", 8)], 8, {"a": 6, "b": 2}),
+        ([Claim("a", 3, floor=3), Claim("b", 9)], 4, {"a": 3, "b": 1}),
+        ([Claim("a", 5, floor=5), Claim("b", 9)], 4, {"a": 5, "b": 0}),
+        ([Claim("a", 2), Claim("b", 3)], 8, {"a": 2, "b": 3}),
+    ],
+    ids=[
+        "equal wants: half each, priority left out",
+        "an odd worker is kept by nobody",
+        "a small want is met in full",
+        "weights 3:1",
+        "floors count towards the share",
+        "floors over the budget: the floors",
+        "wants within the budget: the wants",
+    ],
+)
+def test_fair_floor(claims: list[Claim], limit: int, fair: dict[str, int]) -> None:
+    assert _fair_floor(claims, limit) == fair
