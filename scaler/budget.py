@@ -16,9 +16,9 @@ Rules, in order (docs/budget.md):
 5. Priority takes free budget first, and busy workers only down to a fair share: a model keeps
    the workers it has up (not promised, not told to go) while it wants them, up to its fair
    share of the whole budget as if every model had the same priority (weighted max-min, whole
-   workers rounded down). Kept workers give way only to rules 1-2: when the floors and one
-   worker for each model with work do not fit beside them, the lowest ranked model keeping more
-   than that gives one up.
+   workers rounded down). Where the kept workers, the floors and one worker for each model with
+   work do not fit in the budget, kept workers give way: first those a priority's share kept
+   above the fair share, then down to a floor and one, then down to the floors.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
