@@ -110,8 +110,10 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
         f"{'ratio':>6} {'peak':>5} {'churn':>6} {'done':>7}  verdict"
     )
     passed = True
+    done = []
     for name, variant in runs:
         result = pair(name, variant)
+        done.append(result)
         failed = result.failures()
         passed &= not failed
         for run in (result.ours, result.upstream):
@@ -125,10 +127,33 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
                 f"{run.peak_workers:>5} {run.churn:>6} "
                 f"{f'{run.completed}/{result.analyses}':>7}  {verdict}"
             )
+    for result in done:
+        top = top_priority_waits(result) if judged else None
+        if top is not None:
+            print(
+                f"{result.label}: longest queue wait of the highest-priority model ({top[0]}): "
+                f"ours {top[1]:,.0f} s / upstream {top[2]:,.0f} s"
+            )
     print("ratios: ours / upstream (baseline) in the same run; peak: live pods at once (starting")
     print("and draining ones included); churn: pods started within 60 s of one being removed;")
     print("done: analyses ended / analyses of the trace\n")
     return passed or not judged
+
+
+def top_priority_waits(result: Pair) -> tuple[str, float, float] | None:
+    """Under a budget with several priorities: the model whose analyses have the highest
+    priority, and the longest queue wait of its sub-tasks under ours and upstream's rules."""
+    if result.trace.budget.total_worker_limit is None:
+        return None
+    priority: dict[str, int] = {}
+    for analysis in result.trace.analyses:
+        priority[analysis.model] = max(priority.get(analysis.model, 0), analysis.priority)
+    if len(set(priority.values())) < 2:
+        return None
+    model = max(sorted(priority), key=lambda name: priority[name])
+    ours = {m.name: m.wait_max for m in result.ours.models}
+    upstream = {m.name: m.wait_max for m in result.upstream.models}
+    return model, ours[model], upstream[model]
 
 
 # The ScaledObject timings tried: scale-down stabilization x cooldown, seconds. (With the HPA's

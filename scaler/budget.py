@@ -11,8 +11,14 @@ Rules, in order (docs/budget.md):
    filling), whole workers left over going to the largest fractional shares, then by name.
 4. The budget holds for pods: workers still present (busy, or draining after a scale-down) count
    against it until they leave. A model keeps what it is granted up to the workers it has; a
-   grant above them is given only from what the present workers leave free, by rules 2-3, so a
+   grant above that is given only from what the present workers leave free, by rules 2-3, so a
    share freed by a scale-down goes elsewhere as its workers leave, not before.
+5. Priority takes free budget first, and busy workers only down to a fair share: a model keeps
+   the workers it has up (not promised, not told to go) while it wants them, up to its fair
+   share of the whole budget as if every model had the same priority (weighted max-min, whole
+   workers rounded down). Where the kept workers, the floors and one worker for each model with
+   work do not fit in the budget, kept workers give way: first those a priority's share kept
+   above the fair share, then down to a floor and one, then down to the floors.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
 name on entry, so neither dict order nor call order changes a grant.
@@ -83,12 +89,14 @@ def allocate(
     *,
     present: Mapping[str, int] | None = None,
     staying: Mapping[str, int] | None = None,
+    working: Mapping[str, int] | None = None,
 ) -> Allocation:
     """Each model's share of `limit` workers (None: no budget, every model gets its desired).
 
     Rule 4: `present` holds the workers each model has against the budget now (draining ones
     and those already asked for included; models without a claim too), and `staying` those of
-    them it keeps without asking anew (not draining; `present` when omitted). None shares the
+    them it keeps without asking anew (not draining; `present` when omitted), and `working`
+    the workers it has up now, not promised ones (`staying` when omitted). None shares the
     budget as if no worker were running.
     """
     ordered = sorted(claims, key=lambda claim: claim.model)
@@ -108,7 +116,8 @@ def allocate(
         _by_priority(ordered, granted, left)
     starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     if present:
-        granted = _held(ordered, granted, present, staying or present, limit)
+        staying = staying or present
+        granted = _held(ordered, granted, present, staying, working or staying, limit)
     return Allocation(granted, limit, floors, max(0, -left), starved)
 
 
@@ -117,13 +126,27 @@ def _held(
     shares: Mapping[str, int],
     present: Mapping[str, int],
     staying: Mapping[str, int],
+    working: Mapping[str, int],
     limit: int,
 ) -> dict[str, int]:
     """The shares, each above the workers the model keeps only by what the budget has free
     while every present worker counts against it."""
-    if any(count < 0 for count in (*present.values(), *staying.values())):
+    if any(count < 0 for count in (*present.values(), *staying.values(), *working.values())):
         raise ValueError("present worker counts must be 0 or more")
-    kept = {c.model: max(min(shares[c.model], staying.get(c.model, 0)), c.floor) for c in claims}
+    # Rule 5: taking a busy worker costs the model its sub-task's remaining time plus a pod
+    # start before the other model gains anything, so priority takes workers that are up only
+    # down to what the model would have were priorities equal (measured in docs/budget.md).
+    # Workers only promised (KEDA may not have started them) are kept up to the share alone.
+    fair = _fair_floor(claims, limit)
+    kept = {
+        c.model: max(
+            min(shares[c.model], staying.get(c.model, 0)),
+            min(fair[c.model], staying.get(c.model, 0), working.get(c.model, 0)),
+            c.floor,
+        )
+        for c in claims
+    }
+    _make_room(claims, kept, present, limit, fair)
     # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
@@ -137,6 +160,58 @@ def _held(
     ]
     grown = allocate(wanting, sum(kept[c.model] for c in growing) + free).granted
     return {**kept, **grown}
+
+
+def _fair_floor(claims: list[Claim], limit: int) -> dict[str, int]:
+    """Each model's weighted max-min fair share of `limit` over every claim, priorities left
+    out, rounded down (so that a tie never keeps the odd worker from a higher priority);
+    between its floor and its desired count."""
+    low = {c.model: c.floor for c in claims}
+    high = {c.model: c.desired for c in claims}
+    if sum(high.values()) <= limit:
+        return high
+    if sum(low.values()) >= limit:
+        return low
+    weights = {c.model: c.weight for c in claims}
+    level = _water_level(low, high, weights, limit, sorted(low))
+    return {m: min(high[m], max(low[m], math.floor(weights[m] * level))) for m in low}
+
+
+def _make_room(
+    claims: list[Claim],
+    kept: dict[str, int],
+    present: Mapping[str, int],
+    limit: int,
+    fair: Mapping[str, int],
+) -> None:
+    """What is kept fitted to the budget, with rules 1-2: the floors, and one worker for each
+    model with work and none present, while the budget lasts. Where they do not fit beside the
+    kept workers, one is given up at a time: first by a model keeping more than its fair share
+    (kept by its share alone: a priority's gain gives way before anyone's fair share), then by
+    one keeping more than its floor and one, then more than its floor; each time the lowest
+    priority, then the most kept, then the name."""
+    waiting = [
+        c for c in claims if c.desired > 0 and kept[c.model] == 0 and not present.get(c.model)
+    ]
+    waiting.sort(key=lambda c: (-c.priority, -c.weight, c.model))
+    # Workers given up by one model only reach another once they have left: counting them
+    # here keeps a model from giving up more than the room it makes.
+    need = sum(kept.values()) + len(waiting) - limit
+    if need <= 0:
+        return
+    # When the floors alone leave no room for one each, down to the floors (rule 1 first).
+    for above_fair, above_one in ((True, True), (False, True), (False, False)):
+        while need > 0:
+            donors = [
+                c
+                for c in claims
+                if kept[c.model] > max(c.floor, int(above_one), fair[c.model] if above_fair else 0)
+            ]
+            if not donors:
+                break
+            donor = min(donors, key=lambda c: (c.priority, -kept[c.model], c.model))
+            kept[donor.model] -= 1
+            need -= 1
 
 
 def _one_each(claims: list[Claim], granted: dict[str, int], left: int) -> int:

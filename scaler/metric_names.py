@@ -17,6 +17,7 @@ ANALYSES = "oasis_model_analyses"
 PENDING = "oasis_model_pending_sub_tasks"
 RECORDED = "oasis_model_recorded_sub_tasks"
 QUEUED_OR_RUNNING = "oasis_model_queued_or_running_sub_tasks"
+QUEUED = "oasis_model_queued_sub_tasks"
 WORKER_SLOTS = "oasis_model_worker_slots"
 QUEUE_MESSAGES = "oasis_model_queue_messages"
 SCALING_INFO = "oasis_model_scaling_info"
@@ -35,7 +36,7 @@ SCALING_GAUGES: Mapping[str, str] = {
     "oasis_model_chunks_per_worker": "chunks_per_worker",
 }
 # A model's work, as the scaling strategies count it.
-WORK_GAUGES: tuple[str, ...] = (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING)
+WORK_GAUGES: tuple[str, ...] = (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUED)
 # What the model's workers are: sub-tasks each runs at once, and how many are present (the
 # fleet budget counts them until they leave).
 WORKER_GAUGES: tuple[str, ...] = (WORKER_SLOTS, WORKERS)
@@ -55,6 +56,7 @@ HELP: Mapping[str, str] = {
     RECORDED: "Sub-tasks recorded for the model's active analyses, completed ones and the "
     "earlier stage included, cancelled ones not (the upstream controller's count).",
     QUEUED_OR_RUNNING: "Sub-tasks of the model queued or running now.",
+    QUEUED: "Sub-tasks of the model on its queue now, waiting for a worker (not running).",
     WORKER_SLOTS: "Sub-tasks one live worker of the model runs at once (its concurrency; the "
     "largest among its live workers, left out when none is live).",
     QUEUE_MESSAGES: "Messages of the model's Redis queue: the list, its priority lists and the "

@@ -10,8 +10,10 @@ Rules:
   merged by taking the largest, as PromQL's `max by (model)` does. The targets are replicas of
   the API over one database, so they publish the same numbers: summing would count every
   analysis once per replica, and the largest is the cautious choice while one lags.
-- `oasis_model_recorded_sub_tasks` and `oasis_model_queued_or_running_sub_tasks` feed
-  DYNAMIC_TASKS; a model without them (an older publisher) counts `pending` in their place.
+- `oasis_model_recorded_sub_tasks`, `oasis_model_queued_or_running_sub_tasks` and
+  `oasis_model_queued_sub_tasks` feed DYNAMIC_TASKS; a model without the first two (an older
+  publisher) counts `pending` in their place, one without the last counts every sub-task queued
+  or running as queued.
   `oasis_model_worker_slots` is 1 when not published (no live worker says), and
   `oasis_model_workers` (present workers) counts against the fleet budget.
 - A model's priority is the highest `priority` label of its `oasis_model_analyses_by_priority`
@@ -41,6 +43,7 @@ from scaler.metric_names import (
     MODEL_LABEL,
     PENDING,
     PRIORITY_LABEL,
+    QUEUED,
     QUEUED_OR_RUNNING,
     RECORDED,
     SCALING_GAUGES,
@@ -123,12 +126,15 @@ def build_states(samples: Iterable[Sample]) -> Built:
         analyses, analyses_problem = _work(model, ANALYSES, entry.numbers.get(ANALYSES))
         pending, pending_problem = _work(model, PENDING, entry.numbers.get(PENDING))
         counts: dict[str, int | None] = {}
-        for name in (RECORDED, QUEUED_OR_RUNNING, WORKERS):
+        for name in (RECORDED, QUEUED_OR_RUNNING, QUEUED, WORKERS):
             # Not published (an older API): None, and the rule counts `pending` in its place.
             value = entry.numbers.get(name)
             counts[name], problem = (None, None) if value is None else _work(model, name, value)
             if problem:
                 built.problems.append(problem)
+                if name == QUEUED:
+                    # 0 queued would release busy workers: a bad count is taken as unpublished.
+                    counts[name] = None
         slots, slots_problem = _work(model, WORKER_SLOTS, entry.numbers.get(WORKER_SLOTS, 1.0))
         if slots < 1:
             # No live worker publishes it, or a bad value: a worker runs one sub-task.
@@ -140,6 +146,7 @@ def build_states(samples: Iterable[Sample]) -> Built:
             pending=pending,
             sub_tasks=counts[RECORDED],
             queued_or_running=counts[QUEUED_OR_RUNNING],
+            queued=counts[QUEUED],
             slots_per_worker=slots,
             workers=counts[WORKERS] or 0,
             priority=priority,

@@ -29,9 +29,11 @@ class ModelState:
     # Workers the fleet budget grants it; None when no budget applies.
     grant: int | None = None
     # Sub-tasks recorded for the active analyses, and those queued or running (None: not
-    # published, counted as `pending`); sub-tasks one worker runs at once; workers present.
+    # published, counted as `pending`); those of them queued (None: not published, counted as
+    # `queued_or_running`); sub-tasks one worker runs at once; workers present.
     sub_tasks: int | None = None
     queued_or_running: int | None = None
+    queued: int | None = None
     slots_per_worker: int = 1
     workers: int = 0
 
@@ -45,6 +47,7 @@ class ModelState:
             sub_tasks=self.sub_tasks,
             queued_or_running=self.queued_or_running,
             slots_per_worker=self.slots_per_worker,
+            queued=self.queued,
         )
 
     @property
@@ -89,7 +92,8 @@ def with_grants(
     previous = previous or {}
     staying = {m: previous.get(m, s.workers) for m, s in states.items()}
     present = {m: max(s.workers, staying[m]) for m, s in states.items()}
-    allocation = allocate(claims, limit, present=present, staying=staying)
+    working = {m: min(s.workers, staying[m]) for m, s in states.items()}
+    allocation = allocate(claims, limit, present=present, staying=staying, working=working)
     granted = {}
     for model, state in states.items():
         grant = allocation.granted[model]

@@ -19,13 +19,15 @@ class Work:
     `analyses`: its active analyses; `pending`: its sub-tasks pending, queued or running;
     `sub_tasks`: every sub-task recorded for the active analyses, completed ones and the earlier
     stage included (upstream's count); `queued_or_running`: those on the queue or running now;
-    `slots_per_worker`: sub-tasks one worker runs at once.
+    `queued`: those of them on the queue, waiting for a worker; `slots_per_worker`: sub-tasks one
+    worker runs at once.
     """
 
     analyses: int
     pending: int
     sub_tasks: int
     queued_or_running: int
+    queued: int
     slots_per_worker: int = 1
 
 
@@ -48,8 +50,15 @@ def _dynamic_tasks(config: ScalingConfiguration, work: Work) -> int:
     # peak until the analyses end. It is the ceiling: more workers than that are never asked.
     # Recorded sub-tasks include the pending ones, so `pending` bounds it from below.
     upstream = _ceil_div(max(work.sub_tasks, work.pending, work.analyses), cpw)
-    # Below the ceiling, a worker is kept while a queued or running sub-task needs its slots,
-    # and released as soon as it would be idle ...
+    if work.queued == 0:
+        # Nothing waits for a slot: every running sub-task is the last its worker would take
+        # from the queue as it stands, so those workers are released now and leave as their
+        # sub-task ends (they finish it first), instead of idling until the HPA's next sync.
+        # Kept: the workers for what is recorded but not yet queued (a stage's chunks while its
+        # split runs, a join), and one while there is any work.
+        ahead = work.pending - work.queued_or_running
+        return min(upstream, _ceil_div(max(ahead, work.analyses, 1), cpw), config.worker_count_max)
+    # Below the ceiling, a worker is kept while a queued or running sub-task needs its slots ...
     busy = _ceil_div(work.queued_or_running, work.slots_per_worker)
     # ... and a stage's workers start while its split runs: its chunks are recorded (pending)
     # before they are queued. An analysis still being split counts as one sub-task.
@@ -72,19 +81,27 @@ def desired_workers(
     sub_tasks: int | None = None,
     queued_or_running: int | None = None,
     slots_per_worker: int = 1,
+    queued: int | None = None,
 ) -> int:
     """Workers the model asks for; `worker_count_min` is a floor in every state, above the cap.
 
     `config` is the typed configuration or a plain mapping of its fields (missing ones take the
     defaults; a bad one raises pydantic's ValidationError). The counts are those of `Work`; an
     omitted `sub_tasks` or `queued_or_running` means `pending`, which gives the answers of the
-    rule before them (`ceil(max(pending, analyses) / chunks_per_worker)`, then the cap).
+    rule before them (`ceil(max(pending, analyses) / chunks_per_worker)`, then the cap). An
+    omitted `queued` means `queued_or_running` (every one of them might wait for a slot), which
+    gives the answers of the rule before it; a `queued` above `queued_or_running` (two reads a
+    moment apart) counts as `queued_or_running`.
     """
+    on_queue = pending if queued_or_running is None else queued_or_running
+    if queued is not None and queued < 0:
+        raise ValueError(f"work counts must not be negative (queued={queued})")
     work = Work(
         analyses,
         pending,
         pending if sub_tasks is None else sub_tasks,
-        pending if queued_or_running is None else queued_or_running,
+        on_queue,
+        on_queue if queued is None else min(queued, on_queue),
         slots_per_worker,
     )
     counts = (work.analyses, work.pending, work.sub_tasks, work.queued_or_running)

@@ -20,6 +20,7 @@ from scaler.metric_names import (
     ANALYSES,
     PENDING,
     QUEUE_MESSAGES,
+    QUEUED,
     QUEUED_OR_RUNNING,
     RECORDED,
     SCALING_GAUGES,
@@ -47,6 +48,8 @@ HELP = {
     QUEUED_OR_RUNNING: "Sub-tasks on the model's queue or running: as "
     "oasis_model_pending_sub_tasks (the platform keeps a sub-task PENDING while it waits on the "
     "broker).",
+    QUEUED: "Sub-tasks waiting for a worker: oasis_model_queued_or_running_sub_tasks less the "
+    "platform's running ones.",
     QUEUE_MESSAGES: "Ready messages of the model's queue as the platform's broker reports them.",
     WORKERS: "Consumers of the model's queue as the platform's broker reports them.",
     BY_PRIORITY: "Main tasks of the model (as oasis_model_analyses) by their priority (1-10); "
@@ -98,7 +101,15 @@ def model_families(view: View) -> list[Metric]:
     }
     work = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
-        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUE_MESSAGES, WORKERS)
+        for name in (
+            ANALYSES,
+            PENDING,
+            RECORDED,
+            QUEUED_OR_RUNNING,
+            QUEUED,
+            QUEUE_MESSAGES,
+            WORKERS,
+        )
     }
     by_priority = GaugeMetricFamily(BY_PRIORITY, HELP[BY_PRIORITY], labels=["model", "priority"])
     models = view.models or {}
@@ -115,6 +126,7 @@ def model_families(view: View) -> list[Metric]:
         work[PENDING].add_metric(label, queue.pending)
         work[RECORDED].add_metric(label, queue.recorded)
         work[QUEUED_OR_RUNNING].add_metric(label, queue.queued_or_running)
+        work[QUEUED].add_metric(label, queue.queued)
         work[QUEUE_MESSAGES].add_metric(label, queue.messages)
         work[WORKERS].add_metric(label, queue.workers)
         for priority, count in sorted(queue.priorities.items()):

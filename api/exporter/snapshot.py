@@ -25,7 +25,9 @@ Where this differs from upstream, and why:
 - `recorded` (oasis_model_recorded_sub_tasks) is upstream's own count, each counted analysis's
   `sub_task_count` (1 when 0), and `queued_or_running` is `pending`: the platform keeps a
   sub-task PENDING while it waits on the broker (QUEUED only once a worker took it), so its
-  pending ones are on the queue but for a split's short moment.
+  pending ones are on the queue but for a split's short moment. `queued` is those of them not
+  running (`running_count` is the platform's STARTED ones): a sub-task a worker took but has not
+  started counts as waiting, the cautious side.
 - A message that is not whole (a missing or mistyped field anywhere) is refused entirely
   (`SnapshotError`): reading the rest would publish "no work" for a model whose entry was cut.
   Unknown fields are ignored.
@@ -117,6 +119,8 @@ class QueueWork:
     # running (the platform's pending ones are on the queue).
     recorded: int = 0
     queued_or_running: int = 0
+    # Those of them waiting for a worker: on the queue, not running.
+    queued: int = 0
 
 
 IDLE = QueueWork()
@@ -196,11 +200,12 @@ def _queues_of(analysis: _Analysis, listed: set[str]) -> set[str]:
 
 
 def _queue_work(queue: _Queue | None, analyses: Mapping[int, _Analysis]) -> QueueWork:
-    sub_tasks = messages = workers = 0
+    sub_tasks = messages = workers = running = 0
     if queue is not None:
         sub_tasks = queue.pending_count + queue.queued_count + queue.running_count
         messages = queue.queue_message_count
         workers = queue.worker_count
+        running = queue.running_count
     pending = max(sub_tasks, messages)
     priorities: dict[int, int] = {}
     for analysis in analyses.values():
@@ -213,7 +218,8 @@ def _queue_work(queue: _Queue | None, analyses: Mapping[int, _Analysis]) -> Queu
         count, priorities = 1, {DEFAULT_PRIORITY: 1}  # work with no analysis listed
         recorded = 1
     recorded = max(recorded, pending)
-    return QueueWork(count, pending, messages, workers, priorities, recorded, pending)
+    queued = max(pending - running, 0)
+    return QueueWork(count, pending, messages, workers, priorities, recorded, pending, queued)
 
 
 def _larger(old: _Queue | None, new: _Queue) -> _Queue:

@@ -1,6 +1,6 @@
 """The metrics' reads of the database: every model with its work, and main tasks by priority.
 
-Two grouped queries count every model's work, however many models there are.
+Grouped queries count every model's work, however many models there are.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from worker.messages import model_queue
 
 log = logging.getLogger(__name__)
 CANCELLED: SubTaskStatus = "CANCELLED"
+QUEUED: SubTaskStatus = "QUEUED"
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,12 @@ class StoredModel:
     # Every sub-task of its active analyses but cancelled ones, and those queued or running.
     recorded: int = 0
     queued_or_running: int = 0
+    # Those on the queue, waiting for a worker.
+    queued: int = 0
 
 
 def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
-    """Every model by queue name, with its work counted by two grouped queries (idle: 0)."""
+    """Every model by queue name, with its work counted by grouped queries (idle: 0)."""
     with sessions() as session:
         models = session.scalars(
             select(Model)
@@ -61,6 +64,7 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
             session, Analysis.status.in_(MAIN_TASK_STATUSES) & (SubTask.status != CANCELLED)
         )
         queued_or_running = _sub_tasks_per_model(session, SubTask.status.in_(ON_QUEUE))
+        queued = _sub_tasks_per_model(session, SubTask.status == QUEUED)
         states: dict[str, StoredModel] = {}
         for model in models:
             state = StoredModel(
@@ -72,6 +76,7 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
                 pending=pending.get(model.id, 0),
                 recorded=recorded.get(model.id, 0),
                 queued_or_running=queued_or_running.get(model.id, 0),
+                queued=queued.get(model.id, 0),
             )
             states[state.queue] = _same_queue(states.get(state.queue), state)
         return states
@@ -107,6 +112,7 @@ def _same_queue(first: StoredModel | None, other: StoredModel) -> StoredModel:
         first.pending + other.pending,
         first.recorded + other.recorded,
         first.queued_or_running + other.queued_or_running,
+        first.queued + other.queued,
     )
 
 

@@ -27,6 +27,7 @@ from scaler.metric_names import (
     HELP,
     PENDING,
     QUEUE_MESSAGES,
+    QUEUED,
     QUEUED_OR_RUNNING,
     RECORDED,
     REDIS_UP,
@@ -50,7 +51,7 @@ def model_families(
     """The per-model gauges; `oasis_model_queue_messages` only when Redis was read."""
     gauges = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
-        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUE_MESSAGES)
+        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUED, QUEUE_MESSAGES)
     } | {name: GaugeMetricFamily(name, HELP[name], labels=["model"]) for name in SCALING_GAUGES}
     info = GaugeMetricFamily(SCALING_INFO, HELP[SCALING_INFO], labels=["model", "strategy"])
     for model in models:
@@ -58,6 +59,7 @@ def model_families(
         gauges[PENDING].add_metric([model.queue], model.pending)
         gauges[RECORDED].add_metric([model.queue], model.recorded)
         gauges[QUEUED_OR_RUNNING].add_metric([model.queue], model.queued_or_running)
+        gauges[QUEUED].add_metric([model.queue], model.queued)
         if queue_messages is not None:
             gauges[QUEUE_MESSAGES].add_metric([model.queue], queue_messages.get(model.queue, 0))
         info.add_metric([model.queue, model.scaling.scaling_strategy.value], 1)

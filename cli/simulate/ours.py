@@ -70,6 +70,7 @@ class KedaScaling:
                 sub_tasks=model.recorded,
                 queued_or_running=model.queued_or_running,
                 slots_per_worker=model.spec.slots_per_worker,
+                queued=len(model.queue),
             )
             self._desired[model.index] = desired
         return desired
@@ -86,7 +87,9 @@ class KedaScaling:
     def _share(self) -> None:
         assert self._sim is not None
         claims = []
-        present, staying = {}, {}
+        present: dict[str, int] = {}
+        staying: dict[str, int] = {}
+        working: dict[str, int] = {}
         for index in sorted(self._active):
             model = self._sim.models[index]
             desired = self.desired(model)
@@ -97,10 +100,15 @@ class KedaScaling:
             if pods:
                 # Live pods (starting, working, draining) hold their share until they leave.
                 present[model.name], staying[model.name] = pods, model.staying
+                # Up and not told to go: what the live scaler sees as its workers (a pod still
+                # starting has no record of presence yet).
+                working[model.name] = len(model.ready) - model.leaving_busy
             self._granted[index] = 0
             if not (desired or floor or pods):
                 self._active.discard(index)
-        grants = allocate(claims, self._limit, present=present, staying=staying).granted
+        grants = allocate(
+            claims, self._limit, present=present, staying=staying, working=working
+        ).granted
         for claim in claims:
             self._granted[self._index[claim.model]] = grants[claim.model]
         self._stale = False

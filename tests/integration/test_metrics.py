@@ -92,12 +92,14 @@ def gauges(
     messages: int | None,
     recorded: int = 0,
     queued_or_running: int = 0,
+    queued: int = 0,
 ) -> Samples:
     values = {
         "oasis_model_analyses": analyses,
         "oasis_model_pending_sub_tasks": pending,
         "oasis_model_recorded_sub_tasks": recorded,
         "oasis_model_queued_or_running_sub_tasks": queued_or_running,
+        "oasis_model_queued_sub_tasks": queued,
     }
     if messages is not None:
         # Read from Redis with the queue: no worker runs in these tests.
@@ -268,7 +270,17 @@ def test_a_scrape_publishes_every_number(
             # 4 main tasks + 3 in the priority lists + 2 reserved.
             # `running` has 7 sub-tasks recorded, all queued, one completed since: 6 queued or
             # running. `failed` and `cancelled` are no longer active: none of theirs counts.
-            **gauges(busy, analyses=2, pending=6, messages=9, recorded=7, queued_or_running=6),
+            # None of them runs now (the one started went back to the queue for its retry):
+            # all 6 wait for a worker.
+            **gauges(
+                busy,
+                analyses=2,
+                pending=6,
+                messages=9,
+                recorded=7,
+                queued_or_running=6,
+                queued=6,
+            ),
             # Both main tasks at the default priority, 4; the idle model has none to count.
             (
                 "oasis_model_analyses_by_priority",

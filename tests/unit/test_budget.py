@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.budget import MAX_PRIORITY, MIN_PRIORITY, Allocation, Claim, allocate, fair_shares
+from scaler.budget import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Allocation,
+    Claim,
+    _fair_floor,
+    allocate,
+    fair_shares,
+)
 
 
 def grants(claims: list[Claim], limit: int | None) -> dict[str, int]:
@@ -271,6 +279,70 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"b": 4},
         {"a": 2, "b": 2},
     ),
+    (
+        "a lower priority keeps its workers up to its fair share; the rest goes over as it drains",
+        [Claim("a", 6, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 6},
+        {"a": 6},
+        {"a": 4, "b": 2},
+    ),
+    (
+        "it keeps only what it still wants",
+        [Claim("a", 3, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 6},
+        {"a": 6},
+        {"a": 3, "b": 2},
+    ),
+    (
+        "the budget full: higher priorities wait for the workers above the fair share to drain",
+        [Claim("a", 8, priority=4), Claim("b", 6, priority=8), Claim("c", 5, priority=6)],
+        8,
+        {"a": 8},
+        {"a": 8},
+        {"a": 2, "b": 0, "c": 0},
+    ),
+    (
+        "each lower priority keeps its fair share, rounded down",
+        [Claim("a", 4, priority=4), Claim("b", 3, priority=4), Claim("c", 5, priority=8)],
+        7,
+        {"a": 4, "b": 3},
+        {"a": 4, "b": 3},
+        {"a": 2, "b": 2, "c": 0},
+    ),
+    (
+        "a higher priority's grant above its workers waits for the others' to drain",
+        [Claim("a", 8, priority=4), Claim("b", 6, priority=8)],
+        8,
+        {"a": 7, "b": 1},
+        {"a": 7, "b": 1},
+        {"a": 4, "b": 1},
+    ),
+    (
+        "fair shares count weights",
+        [Claim("a", 8, priority=4, weight=3), Claim("b", 8, priority=8)],
+        8,
+        {"a": 8},
+        {"a": 8},
+        {"a": 6, "b": 0},
+    ),
+    (
+        "kept workers give way to floors before one each",
+        [Claim("a", 5, priority=8), Claim("b", 4, floor=4), Claim("c", 2)],
+        6,
+        {"a": 5},
+        {"a": 5},
+        {"a": 1, "b": 4, "c": 0},
+    ),
+    (
+        "floors over the budget: kept workers go down to nothing",
+        [Claim("a", 5, priority=8), Claim("b", 7, floor=7)],
+        6,
+        {"a": 5},
+        {"a": 5},
+        {"a": 0, "b": 7},
+    ),
 ]
 
 
@@ -308,3 +380,46 @@ def test_pods_never_exceed_the_budget_once_the_grants_are_acted_on(
     assert after <= limit + forced
     for claim in claims:
         assert claim.floor <= granted[claim.model] <= claim.desired
+
+
+@given(claim_sets(), st.integers(0, 40), st.data())
+def test_priority_takes_workers_that_are_up_only_down_to_a_fair_share(
+    claims: list[Claim], limit: int, data: st.DataObject
+) -> None:
+    """A model keeps the workers it has up, while it wants them, down to its fair share of the
+    budget with priorities left out (rounded down), whenever those, the floors and one worker
+    for each model with work fit in the budget."""
+    staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
+    fair = _fair_floor(claims, limit)
+    kept = {c.model: max(min(staying[c.model], fair[c.model]), c.floor) for c in claims}
+    room = sum(max(kept[c.model], 1 if c.desired else 0) for c in claims)
+    granted = allocate(claims, limit, present=staying, staying=staying).granted
+    if room <= limit:
+        for claim in claims:
+            assert granted[claim.model] >= kept[claim.model]
+    assert all(c.floor <= granted[c.model] <= c.desired for c in claims)
+
+
+@pytest.mark.parametrize(
+    ("claims", "limit", "fair"),
+    [
+        ([Claim("a", 6, priority=4), Claim("b", 6, priority=8)], 8, {"a": 4, "b": 4}),
+        ([Claim("a", 9), Claim("b", 9)], 9, {"a": 4, "b": 4}),
+        ([Claim("a", 2), Claim("b", 9)], 8, {"a": 2, "b": 6}),
+        ([Claim("a", 8, weight=3), Claim("b", 8)], 8, {"a": 6, "b": 2}),
+        ([Claim("a", 3, floor=3), Claim("b", 9)], 4, {"a": 3, "b": 1}),
+        ([Claim("a", 5, floor=5), Claim("b", 9)], 4, {"a": 5, "b": 0}),
+        ([Claim("a", 2), Claim("b", 3)], 8, {"a": 2, "b": 3}),
+    ],
+    ids=[
+        "equal wants: half each, priority left out",
+        "an odd worker is kept by nobody",
+        "a small want is met in full",
+        "weights 3:1",
+        "floors count towards the share",
+        "floors over the budget: the floors",
+        "wants within the budget: the wants",
+    ],
+)
+def test_fair_floor(claims: list[Claim], limit: int, fair: dict[str, int]) -> None:
+    assert _fair_floor(claims, limit) == fair

@@ -66,6 +66,8 @@ def test_the_captured_snapshot_gives_upstreams_replica_count() -> None:
     # Upstream's count (the analysis's sub_task_count) and what waits on the broker, published
     # for DYNAMIC_TASKS; the broker's consumers are the workers present.
     assert (piwind.sub_tasks, piwind.queued_or_running, piwind.workers) == (9, 8, 0)
+    # None of them runs: all wait for a worker.
+    assert piwind.queued == 8
     assert piwind.desired == 4
 
 

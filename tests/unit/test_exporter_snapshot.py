@@ -77,7 +77,7 @@ CAPTURED = [
         # Listed under celery-v2 only, but its queue_names name the model's queue.
         {
             PIWIND: QueueWork(
-                analyses=1, pending=0, priorities={4: 1}, recorded=9, queued_or_running=0
+                analyses=1, pending=0, priorities={4: 1}, recorded=9, queued_or_running=0, queued=0
             )
         },
         id="push after the sub-tasks were created",
@@ -93,6 +93,7 @@ CAPTURED = [
                 priorities={4: 1},
                 recorded=9,
                 queued_or_running=8,
+                queued=8,
             )
         },
         id="beat digest",
@@ -108,6 +109,7 @@ CAPTURED = [
                 priorities={4: 1},
                 recorded=9,
                 queued_or_running=8,
+                queued=8,
             )
         },
         id="REST queue status, inputs queued, no worker",
@@ -134,7 +136,7 @@ HAND_MADE = [
         ),
         {
             "m-1": QueueWork(
-                analyses=1, pending=3, priorities={4: 1}, recorded=3, queued_or_running=3
+                analyses=1, pending=3, priorities={4: 1}, recorded=3, queued_or_running=3, queued=3
             )
         },
         id="two queues list one analysis: counted once",
@@ -146,10 +148,11 @@ HAND_MADE = [
         ),
         {
             "m-1": QueueWork(
-                analyses=2, pending=2, priorities={4: 2}, recorded=2, queued_or_running=2
+                analyses=2, pending=2, priorities={4: 2}, recorded=2, queued_or_running=2, queued=2
             ),
+            # Running sub-tasks are on the queue or running, and none waits for a worker.
             "n-1": QueueWork(
-                analyses=1, pending=4, priorities={4: 1}, recorded=4, queued_or_running=4
+                analyses=1, pending=4, priorities={4: 1}, recorded=4, queued_or_running=4, queued=0
             ),
         },
         id="an analysis on two model queues counts on both, first listing wins",
@@ -169,6 +172,7 @@ HAND_MADE = [
                 priorities={7: 1},
                 recorded=1,
                 queued_or_running=1,
+                queued=1,
             )
         },
         id="an analysis with no sub-tasks yet, queued: a main task",
@@ -189,6 +193,7 @@ HAND_MADE = [
                 priorities={4: 1},
                 recorded=2,
                 queued_or_running=2,
+                queued=2,
             )
         },
         id="a queue with messages and no analysis: one stand-in analysis",
@@ -197,7 +202,7 @@ HAND_MADE = [
         message((queue("M-1", running_count=1), [])),
         {
             "m-1": QueueWork(
-                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1, queued=0
             )
         },
         id="a queue with a running sub-task and no analysis: work too",
@@ -219,7 +224,7 @@ HAND_MADE = [
         message((queue("M-1", pending_count=1), [analysis(1, ["M-1"], priority=None)])),
         {
             "m-1": QueueWork(
-                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1, queued=1
             )
         },
         id="no priority: the default 4",
@@ -228,7 +233,7 @@ HAND_MADE = [
         message((queue("M-1", pending_count=1), [analysis(1, ["M-1"], priority=42)])),
         {
             "m-1": QueueWork(
-                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1, queued=1
             )
         },
         id="a priority outside 1-10: the default 4",
@@ -248,6 +253,7 @@ HAND_MADE = [
                 priorities={2: 1, 10: 1},
                 recorded=6,
                 queued_or_running=6,
+                queued=6,
             )
         },
         id="more broker messages than sub-task rows: the messages count",
@@ -266,7 +272,7 @@ HAND_MADE = [
         },
         {
             "m-1": QueueWork(
-                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1
+                analyses=1, pending=1, priorities={4: 1}, recorded=1, queued_or_running=1, queued=1
             )
         },
         id="unknown fields are ignored",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -93,13 +94,17 @@ def test_with_a_limit_the_grants_share_it_and_desired_stays_visible() -> None:
 
 def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
     """`low` was granted 9 alone and its 9 workers are present: `high`, arriving at a higher
-    priority, gets only what they leave free, whatever it was promised before."""
+    priority, gets only what they leave free, whatever it was promised before, and `low` keeps
+    its workers down to its fair share (5 of 10: priorities left out, both want 9)."""
     alone = {
         "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
         "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
     }
     granted, _ = with_grants(alone, 10, previous={"low": 9})
-    assert {m: s.granted for m, s in granted.items()} == {"low": 1, "high": 1}
+    assert {m: s.granted for m, s in granted.items()} == {"low": 5, "high": 1}
+    # A budget of 9: low keeps 4 (4.5 rounded down); high gets its first as low's go.
+    granted, _ = with_grants(alone, 9, previous={"low": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 4, "high": 0}
     # Six of low's workers have left; the grant high was given is held for it too.
     drained = {**alone, "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=3)}
     granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1})
@@ -108,6 +113,26 @@ def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
     # 9 workers were told to go, gets no new one while they drain.
     granted, _ = with_grants(alone, 10, previous={"low": 0, "high": 9})
     assert {m: s.granted for m, s in granted.items()} == {"low": 0, "high": 9}
+
+
+def test_grants_only_promised_are_kept_up_to_the_share() -> None:
+    """No worker of either model is up yet: the grants last given are promises, and a model
+    whose priority rose takes the share from one whose workers have not started."""
+    promised = {
+        "a": ModelState(DYNAMIC, analyses=4, pending=4, priority=8),
+        "b": ModelState(DYNAMIC, analyses=7, pending=7, priority=9),
+    }
+    one_each = ScalingConfiguration(scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=1)
+    promised = {m: replace(s, configuration=one_each) for m, s in promised.items()}
+    granted, _ = with_grants(promised, 6, previous={"a": 4, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 2}
+    # The next share (the refresher shares again until the grants settle): a's promise is gone.
+    granted, _ = with_grants(promised, 6, previous={"a": 1, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 5}
+    # The same grants with a's 4 workers up: a keeps its fair share of them (3 of 6).
+    working = {**promised, "a": replace(promised["a"], workers=4)}
+    granted, _ = with_grants(working, 6, previous={"a": 4, "b": 2})
+    assert {m: s.granted for m, s in granted.items()} == {"a": 3, "b": 2}
 
 
 def test_weights_act_within_a_priority() -> None:

@@ -97,6 +97,7 @@ STATE_CASES: list[tuple[str, list[Sample], dict[str, ModelState]]] = [
             gauge("pending_sub_tasks", 30),
             gauge("recorded_sub_tasks", 87),
             gauge("queued_or_running_sub_tasks", 29),
+            gauge("queued_sub_tasks", 21),
             gauge("worker_slots", 2),
             gauge("workers", 5),
         ],
@@ -107,6 +108,7 @@ STATE_CASES: list[tuple[str, list[Sample], dict[str, ModelState]]] = [
                 pending=30,
                 sub_tasks=87,
                 queued_or_running=29,
+                queued=21,
                 slots_per_worker=2,
                 workers=5,
             )
@@ -348,6 +350,7 @@ def test_one_query_asks_for_every_input_merged_over_replicas() -> None:
     [
         ("recorded_sub_tasks", -1.0),
         ("queued_or_running_sub_tasks", 1.5),
+        ("queued_sub_tasks", -2.0),
         ("worker_slots", math.nan),
         ("workers", math.inf),
     ],
@@ -358,6 +361,7 @@ def test_a_bad_new_input_is_a_problem_and_counts_as_unpublished(name: str, value
     )
     state = built.states[MODEL]
     assert (state.sub_tasks or 0, state.queued_or_running or 0, state.workers) == (0, 0, 0)
+    assert state.queued is None
     assert state.slots_per_worker == 1
     assert [p.message.split("=")[0] for p in built.problems] == [f"oasis_model_{name}"]
 
@@ -376,3 +380,20 @@ def test_the_rule_gets_the_published_inputs() -> None:
         ]
     )
     assert built.states[MODEL].desired == 9
+
+
+def test_nothing_queued_releases_the_workers_running_the_last_chunks() -> None:
+    """The same model with the queued count published: nothing waits, so only one worker is
+    kept for the join to come; the others leave as their chunks end."""
+    built = build_states(
+        [
+            info(strategy="DYNAMIC_TASKS"),
+            gauge("chunks_per_worker", 10),
+            gauge("analyses", 1),
+            gauge("pending_sub_tasks", 11),
+            gauge("recorded_sub_tasks", 87),
+            gauge("queued_or_running_sub_tasks", 9),
+            gauge("queued_sub_tasks", 0),
+        ]
+    )
+    assert built.states[MODEL].desired == 1

@@ -449,3 +449,238 @@ def test_omitted_counts_give_the_rule_before_them(
         tasks = max(pending, analyses)
         before = min(-(-tasks // config.chunks_per_worker), config.worker_count_max)
         assert explicit == max(before, config.worker_count_min)
+
+
+# With `queued` (sub-tasks waiting for a worker) published: (id, configuration, analyses,
+# pending, sub_tasks, queued_or_running, queued, slots_per_worker, desired).
+QUEUED_CASES: list[tuple[str, dict[str, Any], int, int, int, int, int, int, int]] = [
+    (
+        "one chunk still queued: every worker running one stays",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        7,
+        87,
+        6,
+        1,
+        1,
+        6,
+    ),
+    (
+        "nothing queued: the workers running the last chunks go as they end, one stays",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        7,
+        87,
+        5,
+        0,
+        1,
+        1,
+    ),
+    (
+        "a split running: the workers for its chunks start, not one for the split",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        41,
+        87,
+        1,
+        0,
+        1,
+        4,
+    ),
+    (
+        "an analysis being split counts as one sub-task",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        2,
+        0,
+        0,
+        0,
+        0,
+        1,
+        1,
+    ),
+    (
+        "left-over sub-tasks running with no analysis: one worker",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1},
+        0,
+        3,
+        3,
+        3,
+        0,
+        1,
+        1,
+    ),
+    (
+        "queued above queued_or_running (two reads apart) counts as queued_or_running",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        10,
+        40,
+        4,
+        9,
+        1,
+        4,
+    ),
+    (
+        "two slots: workers for the queued and running sub-tasks while any waits",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10},
+        1,
+        12,
+        87,
+        12,
+        2,
+        2,
+        6,
+    ),
+    (
+        "the floor over a tail with nothing queued",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_min": 2},
+        1,
+        4,
+        20,
+        4,
+        0,
+        1,
+        2,
+    ),
+    (
+        "the cap over what is recorded and not yet queued",
+        {"scaling_strategy": DYNAMIC, "chunks_per_worker": 1, "worker_count_max": 3},
+        1,
+        20,
+        20,
+        1,
+        0,
+        1,
+        3,
+    ),
+    (
+        "other strategies ignore it",
+        {"scaling_strategy": QUEUE, "worker_count_max": 5},
+        3,
+        3,
+        90,
+        3,
+        0,
+        1,
+        3,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    (
+        "config",
+        "analyses",
+        "pending",
+        "sub_tasks",
+        "queued_or_running",
+        "queued",
+        "slots",
+        "desired",
+    ),
+    [case[1:] for case in QUEUED_CASES],
+    ids=[case[0] for case in QUEUED_CASES],
+)
+def test_dynamic_tasks_with_the_queued_count(
+    config: dict[str, Any],
+    analyses: int,
+    pending: int,
+    sub_tasks: int,
+    queued_or_running: int,
+    queued: int,
+    slots: int,
+    desired: int,
+) -> None:
+    answer = desired_workers(
+        config,
+        analyses=analyses,
+        pending=pending,
+        sub_tasks=sub_tasks,
+        queued_or_running=queued_or_running,
+        queued=queued,
+        slots_per_worker=slots,
+    )
+    assert answer == desired
+
+
+def test_negative_queued_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        desired_workers({}, analyses=1, pending=1, queued=-1)
+
+
+@st.composite
+def queued_work(draw: st.DrawFn) -> tuple[ScalingConfiguration, dict[str, int]]:
+    """As `dynamic_work`, with queued <= queued or running."""
+    config, work = draw(dynamic_work())
+    return config, {**work, "queued": draw(st.integers(0, work["queued_or_running"]))}
+
+
+def _without_queued(work: dict[str, int]) -> dict[str, int]:
+    return {name: value for name, value in work.items() if name != "queued"}
+
+
+@given(queued_work())
+def test_while_a_sub_task_waits_the_answer_is_the_rule_without_queued(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    if work["queued"] > 0:
+        assert desired_workers(config, **work) == desired_workers(config, **_without_queued(work))
+
+
+@given(queued_work())
+def test_queued_only_ever_releases_workers(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    assert desired_workers(config, **work) <= desired_workers(config, **_without_queued(work))
+
+
+@given(queued_work())
+def test_with_queued_never_below_upstream_while_queued_chunks_wait_for_its_workers(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    upstream = _upstream(config, work)
+    if work["queued"] >= upstream * work["slots_per_worker"]:
+        assert desired_workers(config, **work) >= upstream
+
+
+@given(queued_work())
+def test_with_queued_never_above_upstream(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    assert desired_workers(config, **work) <= max(_upstream(config, work), config.worker_count_min)
+
+
+@given(queued_work(), counts)
+def test_monotone_in_queued(case: tuple[ScalingConfiguration, dict[str, int]], more: int) -> None:
+    config, work = case
+    fewer = desired_workers(config, **work)
+    more_work = {
+        **work,
+        "queued": work["queued"] + more,
+        "queued_or_running": work["queued_or_running"] + more,
+        "pending": work["pending"] + more,
+        "sub_tasks": work["sub_tasks"] + more,
+    }
+    assert desired_workers(config, **more_work) >= fewer
+
+
+@given(queued_work(), counts)
+def test_with_queued_monotone_in_recorded_sub_tasks(
+    case: tuple[ScalingConfiguration, dict[str, int]], more: int
+) -> None:
+    config, work = case
+    fewer = desired_workers(config, **work)
+    assert desired_workers(config, **{**work, "sub_tasks": work["sub_tasks"] + more}) >= fewer
+
+
+@given(queued_work())
+def test_with_queued_work_keeps_a_worker(
+    case: tuple[ScalingConfiguration, dict[str, int]],
+) -> None:
+    config, work = case
+    if work["analyses"] or work["pending"]:
+        assert desired_workers(config, **work) >= min(1, config.worker_count_max)
