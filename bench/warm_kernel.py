@@ -10,9 +10,12 @@ built first if needed, shared with the tests):
 2. A loss stage in N chunks against one chunk, on 2 workers: each worker a process of its own
    (with its own warm process, started and warm before the clock starts, as a pool process's is
    before its first task) taking every other chunk; one chunk runs the whole event set in 2
-   kernel pipelines (every core), as a worker runs an unsplit stage; then the output stage. The
-   peak memory of a worker (its proportional set size with every process it started, the
-   warm process and the tools included) is sampled every 0.25 s.
+   kernel pipelines (every core), as a worker runs an unsplit stage; then the output stage.
+   Each stage is timed `--stage-repeat` times (the median) from the start signal to the end
+   each worker reports, with nothing else reading the workers; the peak memory of a worker
+   (its proportional set size with every process it started, the warm process and the tools
+   included) is sampled every 0.25 s in a run of its own, because reading a process's memory
+   map holds its fork (the warm process forks every tool run) and would slow what is timed.
    - 1,447 events x 2,000 locations: 8 chunks against 1;
    - 20,000 events x 2,000 locations (the demo model's data made with 20,000 events): 4 against 1.
 
@@ -52,7 +55,7 @@ SAMPLE_SECONDS = 0.25
 TINY_LOCATIONS, TINY_CHUNKS = 10, 8
 BIG_EVENTS = 20_000
 
-# A worker: waits for "go", runs its chunks (index, count) and prints one line of JSON.
+# A worker: waits for "go", runs its chunks (index, count) and prints when it ended.
 WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -65,7 +68,7 @@ sys.stdin.readline()
 for index in indices:
     losses_chunk(Path(run), int(index), int(count), processes=int(processes),
                  numba_cache_dir=Path(cache), tools_dir=tools)
-print("done", flush=True)
+print(time.monotonic(), flush=True)
 """
 
 
@@ -160,8 +163,11 @@ def tree_pss_mb(pid: int) -> float:
     return total / 1e6
 
 
-def stage(run: Path, cache: Path, mode: str, count: int, *, output_tools: Path | None) -> Stage:
-    """The loss stage of `run` in `count` chunks on WORKERS worker processes, then its output."""
+def stage(
+    run: Path, cache: Path, mode: str, count: int, *, output_tools: Path | None, sample: bool
+) -> Stage:
+    """The loss stage of `run` in `count` chunks on WORKERS worker processes, then its output;
+    the workers' memory sampled when `sample` (else its peak is 0)."""
     indices = [list(range(w, count, WORKERS)) for w in range(min(WORKERS, count))]
     processes = WORKERS if count == 1 else 1
     workers = [
@@ -184,13 +190,16 @@ def stage(run: Path, cache: Path, mode: str, count: int, *, output_tools: Path |
         assert worker.stdin is not None
         worker.stdin.write("go\n")
         worker.stdin.flush()
-    while any(worker.poll() is None for worker in workers):
+    while sample and any(worker.poll() is None for worker in workers):
         peak = max([peak, *(tree_pss_mb(worker.pid) for worker in workers)])
         time.sleep(SAMPLE_SECONDS)
-    chunks_seconds = time.monotonic() - started
+    ends = []
     for worker in workers:
-        if worker.returncode != 0:
+        assert worker.stdout is not None
+        ends.append(float(worker.stdout.readline() or "nan"))  # CLOCK_MONOTONIC: one clock
+        if worker.wait() != 0:
             raise RuntimeError(f"a {mode} worker failed (exit status {worker.returncode})")
+    chunks_seconds = max(ends) - started
     started = time.monotonic()
     kernel.losses_output(run, count, numba_cache_dir=cache, tools_dir=output_tools)
     return Stage(chunks_seconds, time.monotonic() - started, peak)
@@ -222,16 +231,36 @@ def fixed_costs(
 
 
 def compare(
-    root: Path, run: Path, cache: Path, warm: WarmKernel, chunks: int
+    root: Path, run: Path, cache: Path, warm: WarmKernel, chunks: int, repeat: int
 ) -> dict[tuple[str, int], Stage]:
+    """Each stage's median time of `repeat` runs, and its peak memory from one more."""
     results = {}
     for mode in ("cold", "warm"):
         tools = warm.ready() if mode == "warm" else None
         for count in (1, chunks):
-            folder = fresh(run, root / f"{run.parent.name}-{mode}-{count}")
-            results[(mode, count)] = stage(folder, cache, mode, count, output_tools=tools)
-            print(f"  {mode}, {count} chunk(s): {results[(mode, count)].total:.1f} s", flush=True)
+            runs = [
+                stage_once(root, run, cache, mode, count, tools, sample=False)
+                for _ in range(repeat)
+            ]
+            memory = stage_once(root, run, cache, mode, count, tools, sample=True)
+            results[(mode, count)] = Stage(
+                statistics.median(s.chunks_seconds for s in runs),
+                statistics.median(s.output_seconds for s in runs),
+                memory.peak_worker_mb,
+            )
+            print(f"  {mode}, {count} chunk(s): {results[(mode, count)].total:.2f} s", flush=True)
     return results
+
+
+def stage_once(
+    root: Path, run: Path, cache: Path, mode: str, count: int, tools: Path | None, *, sample: bool
+) -> Stage:
+    """One run of a stage from a fresh folder, removed afterwards."""
+    folder = fresh(run, root / f"{run.parent.name}-{mode}-{count}")
+    try:
+        return stage(folder, cache, mode, count, output_tools=tools, sample=sample)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def report_stage(console: Any, title: str, chunks: int, results: dict[Any, Stage]) -> None:
@@ -242,9 +271,9 @@ def report_stage(console: Any, title: str, chunks: int, results: dict[Any, Stage
         table.add_column(column, justify="right")
     keys = [("cold", 1), ("cold", chunks), ("warm", 1), ("warm", chunks)]
     rows: list[tuple[str, Callable[[Stage], str]]] = [
-        ("chunks (s)", lambda s: f"{s.chunks_seconds:.1f}"),
-        ("output stage (s)", lambda s: f"{s.output_seconds:.1f}"),
-        ("loss stage (s)", lambda s: f"{s.total:.1f}"),
+        ("chunks (s)", lambda s: f"{s.chunks_seconds:.2f}"),
+        ("output stage (s)", lambda s: f"{s.output_seconds:.2f}"),
+        ("loss stage (s)", lambda s: f"{s.total:.2f}"),
         ("peak worker PSS (MB)", lambda s: f"{s.peak_worker_mb:.0f}"),
     ]
     for label, value in rows:
@@ -257,7 +286,8 @@ def report_stage(console: Any, title: str, chunks: int, results: dict[Any, Stage
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each fixed cost")
+    parser.add_argument("--stage-repeat", type=int, default=3, help="timed runs of each stage")
     parser.add_argument("--locations", type=int, default=2000)
     parser.add_argument("--numba-cache", type=Path, default=NUMBA_CACHE)
     parser.add_argument("--skip-big", action="store_true", help="leave out the 20,000 events")
@@ -277,14 +307,19 @@ def main() -> int:
             model = demo_model.ensure_demo_model(root / "demo")
             console.print(f"{demo_model.EVENTS:,} events x {args.locations:,} locations:")
             small = compare(
-                root, prepared_run(root / "small", model, args.locations), cache, warm, 8
+                root,
+                prepared_run(root / "small", model, args.locations),
+                cache,
+                warm,
+                8,
+                args.stage_repeat,
             )
             big = None
             if not args.skip_big:
                 console.print(f"{BIG_EVENTS:,} events x {args.locations:,} locations:")
                 many = many_events_model(root, BIG_EVENTS)
                 run = prepared_run(root / "big", many, args.locations)
-                big = compare(root, run, cache, warm, 4)
+                big = compare(root, run, cache, warm, 4, args.stage_repeat)
         finally:
             warm.stop()
     console.print(

@@ -33,8 +33,8 @@ import argparse
 import atexit
 import contextlib
 import ctypes
+import gc
 import importlib
-import json
 import os
 import pkgutil
 import selectors
@@ -130,13 +130,13 @@ class Zygote:
             tool = os.path.basename(str(request["argv"][0]))
             entry = self.entries.get(tool)
             if entry is None:
-                _reply(connection, {"error": f"{tool} is not a tool the warm kernel runs"})
+                _reply(connection, "error", f"{tool} is not a tool the warm kernel runs")
                 connection.close()
                 return
             try:
                 pid = os.fork()
             except OSError as exc:  # out of processes or memory: this run fails, not the rest
-                _reply(connection, {"error": f"cannot start {tool}: {exc}"})
+                _reply(connection, "error", f"cannot start {tool}: {exc}")
                 connection.close()
                 return
             if pid == 0:
@@ -192,12 +192,12 @@ class Zygote:
                 continue
             self.selector.unregister(run.connection)
             if os.WIFSIGNALED(status):
-                outcome = {"signal": os.WTERMSIG(status)}
+                kind, value = "signal", os.WTERMSIG(status)
             else:
-                outcome = {"exit": os.waitstatus_to_exitcode(status)}
+                kind, value = "exit", os.waitstatus_to_exitcode(status)
             try:
                 run.connection.setblocking(True)
-                _reply(run.connection, outcome)
+                _reply(run.connection, kind, str(value))
             except OSError:
                 pass  # the stand-in has gone; its script has no use for the status
             run.connection.close()
@@ -279,7 +279,8 @@ def _exit_code(value: object) -> int:
 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """A stand-in's request: a length-prefixed JSON object, its stdin/stdout/stderr attached."""
+    """A stand-in's request (`worker.stand_in` writes it), its stdin/stdout/stderr attached:
+    `argv`, `cwd` and `env` as a fresh Python would decode them."""
     connection.settimeout(REQUEST_TIMEOUT_SECONDS)
     data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
     if len(fds) != 3:
@@ -294,14 +295,29 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
             raise ValueError(f"a request of {length} bytes")
         while len(data) < HEADER.size + length:
             data += _more(connection)
-        request = json.loads(data[HEADER.size : HEADER.size + length])
-        if not isinstance(request, dict) or not request.get("argv"):
-            raise ValueError("a request without argv")
+        request = parse_request(data[HEADER.size : HEADER.size + length])
     except BaseException:
         for descriptor in fds:
             os.close(descriptor)
         raise
     return request, list(fds)
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """`<count>\\0<arguments>\\0<folder>\\0<NAME=value>...`, every field as the system gave
+    it; raises ValueError for anything else."""
+    fields = body.split(b"\0")
+    if not fields[0].isdigit() or not 0 < int(fields[0]) <= len(fields) - 2:
+        raise ValueError("a request without its arguments and folder")
+    count = int(fields[0])
+    variables = [field.partition(b"=") for field in fields[count + 2 :] if field]
+    if any(not separator for _, separator, _ in variables):
+        raise ValueError("a request with a variable that is not NAME=value")
+    return {
+        "argv": [os.fsdecode(argument) for argument in fields[1 : count + 1]],
+        "cwd": os.fsdecode(fields[count + 1]),
+        "env": {os.fsdecode(name): os.fsdecode(value) for name, _, value in variables},
+    }
 
 
 def _more(connection: socket.socket) -> bytes:
@@ -311,8 +327,9 @@ def _more(connection: socket.socket) -> bytes:
     return chunk
 
 
-def _reply(connection: socket.socket, outcome: dict[str, Any]) -> None:
-    body = json.dumps(outcome).encode()
+def _reply(connection: socket.socket, kind: str, value: str) -> None:
+    """`exit <status>`, `signal <number>` or `error <message>` (`worker.stand_in` reads it)."""
+    body = f"{kind} {value}".encode()
     connection.sendall(HEADER.pack(len(body)) + body)
 
 
@@ -408,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     if threads != 1:
         print(f"zygote: {threads} threads after warming: forking is unsafe", file=sys.stderr)
         return 1
+    # What warming made is kept for good: the collector no longer walks it, here or in a forked
+    # child, whose walks would write to (and so copy) every page of the warm heap it shares.
+    gc.collect()
+    gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(args.socket)
     listener.listen(64)
