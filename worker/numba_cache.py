@@ -110,15 +110,7 @@ def build(folder: Path) -> None:
     from worker import kernel
 
     with tempfile.TemporaryDirectory(prefix="oasis-numba-warm-up-") as scratch:
-        analysis = warm_up_analysis(Path(scratch), insured=True)
-        run_dir = Path(scratch) / "run"
-        kernel.prepare_losses(
-            analysis.inputs,
-            analysis.model.model_data_dir,
-            full_settings(insured=True),
-            run_dir,
-            model_settings=analysis.model.model_settings,
-        )
+        run_dir = warm_up_run(Path(scratch), insured=True)
         for index in range(WARM_UP_CHUNKS):
             kernel.losses_chunk(run_dir, index, WARM_UP_CHUNKS, numba_cache_dir=folder)
         kernel.losses_output(run_dir, WARM_UP_CHUNKS, numba_cache_dir=folder)
@@ -129,6 +121,23 @@ def build(folder: Path) -> None:
 class WarmUpAnalysis:
     model: DemoModel
     inputs: Path
+
+
+def warm_up_run(root: Path, *, insured: bool, locations: int = WARM_UP_LOCATIONS) -> Path:
+    """`warm_up_analysis` in `root` with its loss stage prepared (every ORD output but the
+    quantiles) in `root/run`, which it returns, ready for its chunks."""
+    from worker import kernel
+
+    analysis = warm_up_analysis(root, insured=insured, locations=locations)
+    run_dir = root / "run"
+    kernel.prepare_losses(
+        analysis.inputs,
+        analysis.model.model_data_dir,
+        full_settings(insured=insured),
+        run_dir,
+        model_settings=analysis.model.model_settings,
+    )
+    return run_dir
 
 
 def warm_up_analysis(
