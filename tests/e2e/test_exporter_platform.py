@@ -7,7 +7,6 @@ done the work, both go back to idle.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -17,6 +16,7 @@ import requests
 
 from cli.keda.client import Answer, KedaClient
 from tests.e2e.conftest import PASSWORD, Stack
+from tests.support.polling import poll as poll_until
 from tests.support.servers import exporter_server, scaler_server, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -28,18 +28,6 @@ FAST = {
     "OASIS_AUTOSCALER_EXPORTER_MODELS_REFRESH_SECONDS": "1",
     "OASIS_AUTOSCALER_EXPORTER_BACKOFF_INITIAL_SECONDS": "0.2",
 }
-
-
-def poll(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-    stop = time.monotonic() + deadline
-    while time.monotonic() < stop:
-        try:
-            if check():
-                return
-        except Exception:  # a call failing while a process settles: ask again
-            pass
-        time.sleep(0.2)  # polling with a deadline
-    raise AssertionError(f"{what} not within {deadline} s")
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +85,8 @@ def test_queued_work_scales_as_our_own_metrics_say_then_idle(
         )
         poll(lambda: via_exporter.ask(queue) == Answer(False, 0.0), "idle via the exporter")
         poll(lambda: direct.ask(queue) == Answer(False, 0.0), "idle via the API's metrics", 10)
+
+
+def poll(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    """A call failing while a process settles is asked again."""
+    poll_until(check, what, deadline, ignoring=(Exception,))

@@ -16,9 +16,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from redis import Redis
 
 from cli.local.launch import LOOPBACK, free_port, redis_answers, redis_argv, stop_process
 from tests.support.chord_gate import GATE, JOIN, JOINED, PART, returned, started
+from tests.support.polling import poll
 from worker.reconcile import queue_lists
 from worker.result_backend import RetryingRedisBackend
 from worker.settings import WorkerSettings
@@ -36,13 +36,6 @@ from worker.tasks import celery_config
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "broker-restart-1"
-
-
-def poll(check: Callable[[], bool], what: str, deadline: float = 60.0) -> None:
-    stop = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < stop, f"{what}: not within {deadline} s"
-        time.sleep(0.05)  # polling with a deadline
 
 
 class Broker:

@@ -12,7 +12,6 @@ The REST resync is set to a minute, so what changes within a test comes from the
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import requests
 from cli.keda.client import Answer, KedaClient
 from scaler.sources import text_samples
 from tests.support.oasis_platform import StandInPlatform, stand_in_platform
+from tests.support.polling import poll as poll_until
 from tests.support.servers import exporter_server, scaler_server, wait_until
 
 pytestmark = pytest.mark.integration
@@ -68,19 +68,6 @@ class Stack:
 
     def answer(self) -> Answer:
         return self.keda.ask(PIWIND)
-
-
-def poll(check: Callable[[], bool], what: str) -> None:
-    stop = time.monotonic() + DEADLINE
-    last: Exception | None = None
-    while time.monotonic() < stop:
-        try:
-            if check():
-                return
-        except Exception as error:  # a call failing while the state settles: ask again
-            last = error
-        time.sleep(0.1)  # polling with a deadline
-    raise AssertionError(f"{what} not within {DEADLINE} s (last error: {last})")
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +274,8 @@ def test_a_snapshot_too_old_turns_to_unavailable_then_recovers(tmp_path: Path) -
             assert process.poll() is None
         finally:
             keda.close()
+
+
+def poll(check: Callable[[], bool], what: str) -> None:
+    """A call failing while the state settles is asked again."""
+    poll_until(check, what, DEADLINE, ignoring=(Exception,))

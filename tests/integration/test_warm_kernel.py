@@ -16,17 +16,17 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.numba import numba_cache_root
+from tests.support.polling import poll
 from tests.support.processes import alive, wait_until_unused
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
-from worker.numba_cache import full_settings, warm_up_analysis
+from worker.numba_cache import warm_up_run
 from worker.warm_kernel import WarmKernel
 
 pytestmark = pytest.mark.integration
@@ -72,16 +72,7 @@ def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """A prepared run folder; runs start from copies of it (`_run_dir`)."""
     insured = bool(request.param)
     root = tmp_path_factory.mktemp("insured" if insured else "ground-up")
-    analysis = warm_up_analysis(root, insured=insured, locations=LOCATIONS)
-    run_dir = root / "run"
-    kernel.prepare_losses(
-        analysis.inputs,
-        analysis.model.model_data_dir,
-        full_settings(insured=insured),
-        run_dir,
-        model_settings=analysis.model.model_settings,
-    )
-    return run_dir
+    return warm_up_run(root, insured=insured, locations=LOCATIONS)
 
 
 def _run_dir(prepared: Path, folder: Path) -> Path:
@@ -191,13 +182,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _poll(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_tool_whose_stand_in_is_killed_is_killed(warm: WarmKernel, tmp_path: Path) -> None:
     """As when a revoke or a failed run's cleanup kills the script's group: the tool the warm
     process forked is not in that group, and goes because its stand-in went."""
@@ -211,13 +195,13 @@ def test_a_tool_whose_stand_in_is_killed_is_killed(warm: WarmKernel, tmp_path: P
         stdin=subprocess.PIPE,
         start_new_session=True,
     )
-    _poll(lambda: bool(_children(zygote.pid)), "the warm process to fork the tool")
+    poll(lambda: bool(_children(zygote.pid)), "the warm process to fork the tool", DEADLINE_SECONDS)
     (tool,) = _children(zygote.pid)
     os.killpg(stand_in.pid, signal.SIGKILL)
     stand_in.wait()
     assert stand_in.stdin is not None
     stand_in.stdin.close()
-    _poll(lambda: not alive(tool), f"tool {tool} to go")
+    poll(lambda: not alive(tool), f"tool {tool} to go", DEADLINE_SECONDS)
     assert zygote.poll() is None, "the warm process must survive its tool's end"
 
 
@@ -237,11 +221,15 @@ def test_a_killed_owner_leaves_no_kernel_process(
     ) as owner:
         assert owner.stdout is not None
         zygote = int(owner.stdout.readline())
-        _poll(lambda: bool(_children(zygote)), "a tool to run in the warm process")
+        poll(lambda: bool(_children(zygote)), "a tool to run in the warm process", DEADLINE_SECONDS)
         tools = _children(zygote)
         owner.kill()
         owner.wait()
-    _poll(lambda: not any(alive(pid) for pid in {zygote, *tools}), "the kernel to go")
+    poll(
+        lambda: not any(alive(pid) for pid in {zygote, *tools}),
+        "the kernel to go",
+        DEADLINE_SECONDS,
+    )
     wait_until_unused(run_dir, DEADLINE_SECONDS)
 
 
@@ -270,7 +258,11 @@ def test_a_warm_process_killed_mid_chunk_fails_the_chunk_and_is_started_again(
 
         attempt = threading.Thread(target=chunk)
         attempt.start()
-        _poll(lambda: bool(_children(first.pid)), "a tool to run in the warm process")
+        poll(
+            lambda: bool(_children(first.pid)),
+            "a tool to run in the warm process",
+            DEADLINE_SECONDS,
+        )
         first.kill()
         attempt.join(timeout=DEADLINE_SECONDS)
         assert not attempt.is_alive()

@@ -7,47 +7,22 @@ waits on (SQLite's busy timeout, 5 s): so one worker is busy while the pool shri
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
 from redis import Redis
 
-from cli.local.launch import redis_server
 from cli.local.pool import WorkerPool
 from cli.local.supervisor import Child, Supervisor
 from tests.support.busy import database_locked
+from tests.support.polling import poll
 from worker.messages import GENERATE_INPUTS_TASK
 from worker.presence import live_workers
 
 pytestmark = pytest.mark.integration
 QUEUE = "pool-model-1"
-
-
-def poll(check: Callable[[], bool], what: str, deadline: float = 60.0) -> None:
-    stop = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < stop, f"{what}: not within {deadline} s"
-        time.sleep(0.05)  # polling with a deadline
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis of these tests' own. In the whole integration tier the session's shared Redis was
-    found gone (connection refused) by the time these tests ran, which no smaller set of test
-    files reproduced; these tests are about the pool, not about that, so they do not depend on
-    what earlier tests left of a shared server."""
-    with redis_server(tmp_path_factory.mktemp("pool-redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

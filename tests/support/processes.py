@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from tests.support.polling import poll
+
 PROC = Path("/proc")
 
 
@@ -51,10 +53,7 @@ def alive(pid: int) -> bool:
 
 def wait_until_gone(pid: int, deadline: float = 30.0) -> None:
     """Poll until process `pid` no longer runs; fail at the deadline."""
-    stop = time.monotonic() + deadline
-    while alive(pid):
-        assert time.monotonic() < stop, f"process {pid} is still running after {deadline} s"
-        time.sleep(0.05)  # polling with a deadline
+    poll(lambda: not alive(pid), f"process {pid} to end", deadline)
 
 
 def wait_until_unused(folder: Path, deadline: float = 30.0) -> None:
