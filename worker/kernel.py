@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from worker import step_groups
+from worker import lookups, step_groups
 from worker.atomic import build_dir, publish_dir, scratch_dir, write_text
 from worker.chunking import partition
 from worker.kernel_tools import write_tools_dir
@@ -442,49 +442,8 @@ def _row_count(work_dir: Path) -> int:
 
 
 def _lookup(work_dir: Path, lookup_config: Path, rows: range, folder: Path, whole: bool) -> None:
-    # Imported first, so the lookup's module-level functions keep numba's usual cache.
-    from oasislmf.lookup.factory import KeyServerFactory  # type: ignore[import-untyped]
-
     frame = _location_frame(work_dir, rows)
-    with throwaway_numba_cache():
-        _, key_server = KeyServerFactory.create(
-            lookup_config_fp=str(lookup_config), output_directory=str(folder)
-        )
-        key_server.generate_key_files(
-            location_df=frame,
-            successes_fp=str(folder / KEYS),
-            errors_fp=str(folder / KEYS_ERRORS),
-            output_format="oasis",
-            keys_success_msg=False,
-            multiproc_enabled=whole,
-        )
-
-
-@contextmanager
-def throwaway_numba_cache() -> Iterator[None]:
-    """Point numba's cache at a folder of its own for the length of a lookup, then drop it.
-
-    oasislmf's built-in lookup compiles closures with `cache=True` each time it is built. Their
-    cache can never be hit (their argument types are other closures, new in every lookup), so
-    each lookup only adds an entry to an index in numba's cache folder (the worker's
-    NUMBA_CACHE_DIR, else beside oasislmf's code); once about 64 are there, saving one fails
-    ("underlying object has vanished": numba rebuilds every entry's functions and keeps only the
-    128 most recent alive), and from then on every lookup that shares the folder fails.
-    """
-    from numba.core import config as numba_config
-
-    config: Any = numba_config  # its settings are set at import, unknown to type checkers
-    saved, environment = config.CACHE_DIR, os.environ.get("NUMBA_CACHE_DIR")
-    with tempfile.TemporaryDirectory(prefix="oasis-lookup-numba-") as scratch:
-        config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"] = scratch
-        try:
-            yield
-        finally:
-            config.CACHE_DIR = saved
-            if environment is None:
-                os.environ.pop("NUMBA_CACHE_DIR", None)
-            else:
-                os.environ["NUMBA_CACHE_DIR"] = environment
+    lookups.generate_keys(lookup_config, frame, folder, whole=whole, keys=KEYS, errors=KEYS_ERRORS)
 
 
 def _join_keys(chunk_folders: Sequence[Path], folder: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker import kernel
+from worker import kernel, lookups
 from worker.demo_model import DemoModel, demo_locations, ensure_demo_model
 from worker.location_split import read_ids, read_split
 
@@ -107,7 +107,7 @@ def _whole_portfolio_keys(model: DemoModel, location_csv: Path, folder: Path) ->
         backend_dtype="pd_dtype",
     )
     prepare_oed_exposure(exposure)
-    with kernel.throwaway_numba_cache():
+    with lookups.throwaway_numba_cache():
         _, server = KeyServerFactory.create(
             lookup_config_fp=str(model.lookup_config), output_directory=str(folder)
         )
