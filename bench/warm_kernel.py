@@ -9,8 +9,10 @@ built first if needed, shared with the tests):
    output stage (`losses_output`) of that analysis.
 2. A loss stage in N chunks against one chunk, on 2 workers: each worker a process of its own
    (with its own warm process, started and warm before the clock starts, as a pool process's is
-   before its first task) taking every other chunk; one chunk runs the whole event set in 2
-   kernel pipelines (every core), as a worker runs an unsplit stage; then the output stage.
+   before its first task, and oasislmf's Python side imported, as a pool process has it after
+   its first task: 1.4 s of CPU once, which until 2026-12-06 was timed in every stage) taking
+   every other chunk; one chunk runs the whole event set in 2 kernel pipelines (every core), as
+   a worker runs an unsplit stage; then the output stage.
    Each stage is timed `--stage-repeat` times (the median) from the start signal to the end
    each worker reports, with nothing else reading the workers; the peak memory of a worker
    (its proportional set size with every process it started, the warm process and the tools
@@ -63,6 +65,7 @@ from worker.kernel import losses_chunk
 from worker.warm_kernel import WarmKernel
 run, cache, warm, count, processes, *indices = sys.argv[1:]
 tools = WarmKernel(Path(cache)).ready() if warm == "warm" else None
+import oasislmf.manager  # as a pool process has it after its first task: 1.4 s of CPU once
 print("ready", flush=True)
 sys.stdin.readline()
 for index in indices:
