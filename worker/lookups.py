@@ -2,7 +2,7 @@
 
 oasislmf's built-in lookup (`oasislmf.lookup.builtin.Lookup`) builds each step of its strategy
 as numba closures, compiled at their first call: about 0.3 s of CPU every time a lookup is
-built, where the lookup of a 250-location chunk takes about 0.05 s. `generate_key_files` builds
+built, where the lookup of a 250-location chunk takes about 0.07 s. `generate_key_files` builds
 a new lookup for every call, so every lookup chunk paid the compilation again. A worker process
 keeps the built-in lookup it built, per lookup configuration, and lends it to the key server
 for every later chunk: oasislmf's own multiprocess lookup does the same, one lookup per process
@@ -108,16 +108,6 @@ def numba_cache_in(folder: str) -> Iterator[None]:
             os.environ.pop("NUMBA_CACHE_DIR", None)
         else:
             os.environ["NUMBA_CACHE_DIR"] = environment
-
-
-@contextmanager
-def throwaway_numba_cache() -> Iterator[None]:
-    """`numba_cache_in` a folder of its own, removed afterwards."""
-    with (
-        tempfile.TemporaryDirectory(prefix="oasis-lookup-numba-") as scratch,
-        numba_cache_in(scratch),
-    ):
-        yield
 
 
 def _identity(lookup_config: Path) -> tuple[str, int, int]:

@@ -94,7 +94,6 @@ def _lookup(model: DemoModel, location_csv: Path, work: Path, chunks: int, cut: 
 
 def _whole_portfolio_keys(model: DemoModel, location_csv: Path, folder: Path) -> list[list[str]]:
     """The keys of oasislmf's lookup of the whole file loaded at once, ordered by location."""
-    from oasislmf.lookup.factory import KeyServerFactory
     from oasislmf.utils.data import DEFAULT_ADDITIONAL_FIELDS, prepare_oed_exposure
     from ods_tools.oed import OedExposure
 
@@ -107,17 +106,14 @@ def _whole_portfolio_keys(model: DemoModel, location_csv: Path, folder: Path) ->
         backend_dtype="pd_dtype",
     )
     prepare_oed_exposure(exposure)
-    with lookups.throwaway_numba_cache():
-        _, server = KeyServerFactory.create(
-            lookup_config_fp=str(model.lookup_config), output_directory=str(folder)
-        )
-        server.generate_key_files(
-            location_df=exposure.location.dataframe,
-            successes_fp=str(folder / "keys.csv"),
-            errors_fp=str(folder / "errors.csv"),
-            output_format="oasis",
-            keys_success_msg=False,
-        )
+    lookups.generate_keys(  # the whole frame at once: a lookup built afresh, nothing kept
+        model.lookup_config,
+        exposure.location.dataframe,
+        folder,
+        whole=True,
+        keys="keys.csv",
+        errors="errors.csv",
+    )
     header, *rows = list(csv.reader((folder / "keys.csv").open(newline="")))
     return [header, *sorted(rows, key=lambda row: int(row[0]))]
 
