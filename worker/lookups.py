@@ -49,16 +49,19 @@ def generate_keys(
 
     identity = None if whole else _identity(lookup_config)
     kept = _kept.get(identity) if identity else None
+    if kept and identity:
+        _kept.move_to_end(identity)
     scratch = kept.scratch if kept else tempfile.TemporaryDirectory(prefix="oasis-lookup-numba-")
     try:
-        with numba_cache_in(scratch.name):
+        with _numba_cache_in(scratch.name):
             _, key_server = KeyServerFactory.create(
                 lookup_config_fp=str(lookup_config), output_directory=str(folder)
             )
-            if identity and (kept or _is_builtin(key_server)):
-                kept = kept or _keep(identity, _Kept(_build(key_server), scratch))
-                _kept.move_to_end(identity)
-                key_server.create_lookup = lambda *_, **__: kept.lookup
+            if kept is None and identity and _is_builtin(key_server):
+                kept = _keep(identity, _Kept(_build(key_server), scratch))
+            if kept:
+                lent = kept.lookup
+                key_server.create_lookup = lambda *_, **__: lent
             key_server.generate_key_files(
                 location_df=frame,
                 successes_fp=str(folder / keys),
@@ -68,7 +71,7 @@ def generate_keys(
                 multiproc_enabled=whole,
             )
     finally:
-        if kept is None or kept.scratch is not scratch:
+        if kept is None:  # a kept lookup keeps its folder
             scratch.cleanup()
 
 
@@ -84,7 +87,7 @@ def kept_count() -> int:
 
 
 @contextmanager
-def numba_cache_in(folder: str) -> Iterator[None]:
+def _numba_cache_in(folder: str) -> Iterator[None]:
     """Point numba's cache at `folder` while a lookup is built and run.
 
     oasislmf's built-in lookup compiles closures with `cache=True` each time it is built. Their

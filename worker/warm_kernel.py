@@ -28,10 +28,10 @@ from typing import Final
 
 from worker import step_groups
 from worker.kernel_tools import write_tools_dir
+from worker.stand_in import SOCKET_NAME
 from worker.zygote import READY, THREAD_ENVIRONMENT
 
 log = logging.getLogger(__name__)
-SOCKET: Final = "zygote.sock"
 BIN: Final = "bin"
 # Warming loads the compiled code from numba's cache; it never compiles, so this is generous.
 READY_SECONDS: Final = 300.0
@@ -56,7 +56,7 @@ class WarmKernel:
 
     @property
     def socket(self) -> Path:
-        return self.root / SOCKET
+        return self.root / SOCKET_NAME
 
     def start(self) -> None:
         """Start the warm process; returns at once (`ready` waits for it)."""

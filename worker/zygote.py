@@ -40,13 +40,14 @@ import pkgutil
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from worker.stand_in import HEADER  # the messages' frame: the stand-in's side states it
 
 # Before any import that may load them: these libraries start worker threads at import or
 # first use otherwise, and a fork copies only the forking thread (locks held by the others
@@ -79,7 +80,6 @@ TOOLS: Final = {
     "join-summary-info": "oasislmf.pytools.join_summary_info.cli:main",
 }
 READY: Final = b"ready\n"
-HEADER: Final = struct.Struct("!I")
 MAX_REQUEST: Final = 16 * 1024 * 1024
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 PR_SET_PDEATHSIG: Final = 1

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from worker import stand_in
-from worker.zygote import HEADER, parse_request
+from worker.stand_in import HEADER
+from worker.zygote import parse_request
 
 
 def test_a_request_carries_argv_folder_and_environment_exactly(
