@@ -13,11 +13,16 @@ Rules, in order (docs/budget.md):
    against it until they leave. A model keeps what it is granted up to the workers it has; a
    grant above that is given only from what the present workers leave free, by rules 2-3, so a
    share freed by a scale-down goes elsewhere as its workers leave, not before.
-5. Priority takes free budget first, and busy workers only down to a fair share: a model keeps
-   the workers it has up (not promised, not told to go) while it wants them, up to its fair
-   share of the whole budget as if every model had the same priority (weighted max-min, whole
-   workers rounded down). Where the kept workers, the floors and one worker for each model with
-   work do not fit in the budget, kept workers give way: first those a priority's share kept
+5. Priority takes the free budget first. What it may take of workers already granted is the
+   operator's choice (`Preemption`):
+   - NONE (the default): a model keeps every worker it has, up or promised, while it wants
+     them; the others wait for workers to be freed (as batch schedulers do without preemption).
+   - FAIR_SHARE: a model keeps the workers it has up (not promised, not told to go) while it
+     wants them only up to its fair share of the whole budget as if every model had the same
+     priority (weighted max-min, whole workers rounded down), and one worker goes to each model
+     with work: the rest goes over to higher priorities as it drains.
+   Where the kept workers and the floors (and, with FAIR_SHARE, one worker for each model with
+   work) do not fit in the budget, kept workers give way: first those a priority's share kept
    above the fair share, then down to a floor and one, then down to the floors.
 
 Every replica of the scaler computes the same split from the same inputs: claims are sorted by
@@ -31,10 +36,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from itertools import groupby
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
+
+
+class Preemption(StrEnum):
+    """What a higher priority may take of the workers another model has (rule 5)."""
+
+    # Only what the present workers leave free: a model keeps its workers while it wants them.
+    NONE = "none"
+    # Also a lower priority's workers above its fair share, and one for each model, as they drain.
+    FAIR_SHARE = "fair-share"
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ def allocate(
     present: Mapping[str, int] | None = None,
     staying: Mapping[str, int] | None = None,
     working: Mapping[str, int] | None = None,
+    preemption: Preemption = Preemption.NONE,
 ) -> Allocation:
     """Each model's share of `limit` workers (None: no budget, every model gets its desired).
 
@@ -97,7 +113,8 @@ def allocate(
     and those already asked for included; models without a claim too), and `staying` those of
     them it keeps without asking anew (not draining; `present` when omitted), and `working`
     the workers it has up now, not promised ones (`staying` when omitted). None shares the
-    budget as if no worker were running.
+    budget as if no worker were running. Rule 5: `preemption` says what priority may take of
+    the workers a model keeps.
     """
     ordered = sorted(claims, key=lambda claim: claim.model)
     names = [claim.model for claim in ordered]
@@ -117,7 +134,8 @@ def allocate(
     starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     if present:
         staying = staying or present
-        granted = _held(ordered, granted, present, staying, working or staying, limit)
+        working = working or staying
+        granted = _held(ordered, granted, present, staying, working, limit, preemption)
     return Allocation(granted, limit, floors, max(0, -left), starved)
 
 
@@ -128,16 +146,23 @@ def _held(
     staying: Mapping[str, int],
     working: Mapping[str, int],
     limit: int,
+    preemption: Preemption,
 ) -> dict[str, int]:
     """The shares, each above the workers the model keeps only by what the budget has free
     while every present worker counts against it."""
     if any(count < 0 for count in (*present.values(), *staying.values(), *working.values())):
         raise ValueError("present worker counts must be 0 or more")
     # Rule 5: taking a busy worker costs the model its sub-task's remaining time plus a pod
-    # start before the other model gains anything, so priority takes workers that are up only
-    # down to what the model would have were priorities equal (measured in docs/budget.md).
-    # Workers only promised (KEDA may not have started them) are kept up to the share alone.
-    fair = _fair_floor(claims, limit)
+    # start before the other model gains anything (measured in docs/budget.md). Without
+    # preemption every worker a model has, up or promised, is kept while it is wanted. With
+    # FAIR_SHARE, priority takes workers that are up down to what the model would have were
+    # priorities equal, and workers only promised (KEDA may not have started them) are kept up
+    # to the share alone.
+    if preemption is Preemption.NONE:
+        fair = {c.model: c.desired for c in claims}
+        working = staying
+    else:
+        fair = _fair_floor(claims, limit)
     kept = {
         c.model: max(
             min(shares[c.model], staying.get(c.model, 0)),
@@ -146,7 +171,7 @@ def _held(
         )
         for c in claims
     }
-    _make_room(claims, kept, present, limit, fair)
+    _make_room(claims, kept, present, limit, fair, one_each=preemption is Preemption.FAIR_SHARE)
     # Draining workers hold their place until they leave; floors hold in every case.
     held = sum(max(count, kept.get(model, 0)) for model, count in present.items())
     held += sum(count for model, count in kept.items() if model not in present)
@@ -183,15 +208,19 @@ def _make_room(
     present: Mapping[str, int],
     limit: int,
     fair: Mapping[str, int],
+    *,
+    one_each: bool,
 ) -> None:
-    """What is kept fitted to the budget, with rules 1-2: the floors, and one worker for each
-    model with work and none present, while the budget lasts. Where they do not fit beside the
-    kept workers, one is given up at a time: first by a model keeping more than its fair share
-    (kept by its share alone: a priority's gain gives way before anyone's fair share), then by
-    one keeping more than its floor and one, then more than its floor; each time the lowest
-    priority, then the most kept, then the name."""
+    """What is kept fitted to the budget, with rules 1-2: the floors, and (`one_each`) one
+    worker for each model with work and none present, while the budget lasts. Where they do not
+    fit beside the kept workers, one is given up at a time: first by a model keeping more than
+    its fair share (kept by its share alone: a priority's gain gives way before anyone's fair
+    share), then by one keeping more than its floor and one, then more than its floor; each
+    time the lowest priority, then the most kept, then the name."""
     waiting = [
-        c for c in claims if c.desired > 0 and kept[c.model] == 0 and not present.get(c.model)
+        c
+        for c in claims
+        if one_each and c.desired > 0 and kept[c.model] == 0 and not present.get(c.model)
     ]
     waiting.sort(key=lambda c: (-c.priority, -c.weight, c.model))
     # Workers given up by one model only reach another once they have left: counting them

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from scaler.budget import Allocation
+from scaler.budget import Allocation, Preemption
 from scaler.freshness import SourceHealth
 from scaler.instruments import ScalerMetrics
 from scaler.sources import Source
@@ -36,6 +36,7 @@ class Refresher:
         on_serving: Callable[[bool], None] | None = None,
         worker_limit: int | None = None,
         weights: Mapping[str, float] | None = None,
+        preemption: Preemption = Preemption.NONE,
     ) -> None:
         self._source = source
         self._view = view
@@ -45,6 +46,7 @@ class Refresher:
         self._on_serving = on_serving or (lambda serving: None)
         self._worker_limit = worker_limit
         self._weights = dict(weights or {})
+        self._preemption = preemption
         self._allocation: Allocation | None = None
         # The last read the view was built from: a source answering the same object again
         # (nothing published changed) costs nothing more.
@@ -66,7 +68,9 @@ class Refresher:
             changed = read is not self._last_read or self._settling
             if changed:
                 previous = self._allocation.granted if self._allocation else None
-                states, allocation = with_grants(read, self._worker_limit, self._weights, previous)
+                states, allocation = with_grants(
+                    read, self._worker_limit, self._weights, previous, self._preemption
+                )
         except Exception as error:  # any failure of the source keeps the last good state
             self._failed(str(error) or type(error).__name__)
             good = False

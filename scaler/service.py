@@ -92,6 +92,7 @@ def running_scaler(
             on_serving=lambda serving: set_serving(health_servicer, serving),
             worker_limit=settings.total_worker_limit,
             weights=settings.model_weights,
+            preemption=settings.budget_preemption,
         )
         server.start()
         stack.callback(lambda: server.stop(STOP_GRACE_SECONDS).wait())

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scaler.budget import Preemption
 from scaler.configuration import INT32_MAX
 
 ENV_PREFIX = "OASIS_AUTOSCALER_SCALER_"
@@ -72,6 +73,8 @@ class ScalerSettings(BaseSettings):
     total_worker_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     # Each model's weight in the budget's fair share, by queue name (JSON object); default 1.
     model_weights: dict[str, Weight] = Field(default_factory=dict)
+    # What a higher priority may take of the workers other models have (docs/budget.md, rule 5).
+    budget_preemption: Preemption = Preemption.NONE
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalerSettings:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from scaler.budget import MIN_PRIORITY, Allocation, Claim, allocate
+from scaler.budget import MIN_PRIORITY, Allocation, Claim, Preemption, allocate
 from scaler.configuration import ScalingConfiguration
 from scaler.strategies import desired_workers
 
@@ -61,12 +61,14 @@ def with_grants(
     limit: int | None,
     weights: Mapping[str, float] | None = None,
     previous: Mapping[str, int] | None = None,
+    preemption: Preemption = Preemption.NONE,
 ) -> tuple[dict[str, ModelState], Allocation]:
     """Every model's state with its share of `limit` workers, all models at once.
 
     The budget holds for pods (docs/budget.md): a model's present workers, and the grant it was
     last given (`previous`: KEDA may be starting those pods), count against `limit` until they
-    leave; what it keeps without asking anew is that grant.
+    leave; what it keeps without asking anew is that grant. `preemption`: what priority may
+    take of those workers.
 
     A state whose grant does not change is kept as the very object it was, so that the view sees
     at a glance which models changed.
@@ -93,7 +95,9 @@ def with_grants(
     staying = {m: previous.get(m, s.workers) for m, s in states.items()}
     present = {m: max(s.workers, staying[m]) for m, s in states.items()}
     working = {m: min(s.workers, staying[m]) for m, s in states.items()}
-    allocation = allocate(claims, limit, present=present, staying=staying, working=working)
+    allocation = allocate(
+        claims, limit, present=present, staying=staying, working=working, preemption=preemption
+    )
     granted = {}
     for model, state in states.items():
         grant = allocation.granted[model]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from cli.base import UsageError, add_setting_flags, log_to_stderr, settings_from, stop_signal
+from scaler.budget import Preemption
 
 if TYPE_CHECKING:
     from scaler.settings import ScalerSettings
@@ -32,8 +33,12 @@ FLAGS: dict[str, Any] = {
     "total_worker_limit": int,
     # A JSON object: model (queue name) -> weight.
     "model_weights": json.loads,
+    "budget_preemption": str,
 }
-CHOICES = {"source": ["scrape", "prometheus"]}
+CHOICES = {
+    "source": ["scrape", "prometheus"],
+    "budget_preemption": [mode.value for mode in Preemption],
+}
 
 
 def add_parser(subparsers: Any) -> None:

@@ -31,6 +31,7 @@ class KedaScaling:
     def __init__(self, trace: Trace) -> None:
         self._keda = trace.keda
         self._limit = trace.budget.total_worker_limit
+        self._preemption = trace.budget.preemption
         self._sim: Simulation | None = None
         self._objects: list[ScaledObjectModel] = []
         # When each model's next step is due; None while it is left alone.
@@ -107,7 +108,12 @@ class KedaScaling:
             if not (desired or floor or pods):
                 self._active.discard(index)
         grants = allocate(
-            claims, self._limit, present=present, staying=staying, working=working
+            claims,
+            self._limit,
+            present=present,
+            staying=staying,
+            working=working,
+            preemption=self._preemption,
         ).granted
         for claim in claims:
             self._granted[self._index[claim.model]] = grants[claim.model]

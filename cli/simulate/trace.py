@@ -18,7 +18,7 @@ from cli.keda.timing import (
     SCALE_DOWN_STABILIZATION_SECONDS,
     KedaTiming,
 )
-from scaler.budget import MAX_PRIORITY, MIN_PRIORITY
+from scaler.budget import MAX_PRIORITY, MIN_PRIORITY, Preemption
 from scaler.configuration import ScalingConfiguration
 from worker.configuration import ChunkingConfiguration
 
@@ -145,6 +145,9 @@ class Keda(Strict):
 
 class Budget(Strict):
     total_worker_limit: Annotated[int, Field(ge=0)] | None = None
+    # What a higher priority may take of the workers other models have (the scaler's
+    # budget_preemption).
+    preemption: Preemption = Preemption.NONE
 
 
 class Upstream(Strict):

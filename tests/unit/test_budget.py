@@ -13,6 +13,7 @@ from scaler.budget import (
     MIN_PRIORITY,
     Allocation,
     Claim,
+    Preemption,
     _fair_floor,
     allocate,
     fair_shares,
@@ -237,14 +238,17 @@ def test_allocation_is_comparable() -> None:
 
 # --- rule 4: the budget holds for pods --------------------------------------------------
 
-HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], dict[str, int]]] = [
-    # (id, claims, limit, present, staying, granted)
+HELD_CASES: list[
+    tuple[str, list[Claim], int, dict[str, int], dict[str, int], dict[str, int], dict[str, int]]
+] = [
+    # (id, claims, limit, present, staying, granted with fair-share preemption, without)
     (
         "a share freed by a scale-down waits for the draining workers",
         [Claim("a", 2, priority=4), Claim("b", 6, priority=8)],
         8,
         {"a": 8},
         {"a": 8},
+        {"a": 2, "b": 0},
         {"a": 2, "b": 0},
     ),
     (
@@ -254,12 +258,14 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 5},
         {"a": 5},
         {"a": 2, "b": 3},
+        {"a": 2, "b": 3},
     ),
     (
         "draining workers of a model growing again still count",
         [Claim("a", 6)],
         6,
         {"a": 6},
+        {"a": 3},
         {"a": 3},
         {"a": 3},
     ),
@@ -270,6 +276,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"gone": 3},
         {"gone": 0},
         {"b": 3},
+        {"b": 3},
     ),
     (
         "floors hold whatever is present",
@@ -277,6 +284,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         4,
         {"b": 4},
         {"b": 4},
+        {"a": 2, "b": 2},
         {"a": 2, "b": 2},
     ),
     (
@@ -286,6 +294,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 6},
         {"a": 6},
         {"a": 4, "b": 2},
+        {"a": 6, "b": 2},
     ),
     (
         "it keeps only what it still wants",
@@ -293,6 +302,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         8,
         {"a": 6},
         {"a": 6},
+        {"a": 3, "b": 2},
         {"a": 3, "b": 2},
     ),
     (
@@ -302,6 +312,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 8},
         {"a": 8},
         {"a": 2, "b": 0, "c": 0},
+        {"a": 8, "b": 0, "c": 0},
     ),
     (
         "each lower priority keeps its fair share, rounded down",
@@ -310,6 +321,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 4, "b": 3},
         {"a": 4, "b": 3},
         {"a": 2, "b": 2, "c": 0},
+        {"a": 4, "b": 3, "c": 0},
     ),
     (
         "a higher priority's grant above its workers waits for the others' to drain",
@@ -318,6 +330,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 7, "b": 1},
         {"a": 7, "b": 1},
         {"a": 4, "b": 1},
+        {"a": 7, "b": 1},
     ),
     (
         "fair shares count weights",
@@ -326,6 +339,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 8},
         {"a": 8},
         {"a": 6, "b": 0},
+        {"a": 8, "b": 0},
     ),
     (
         "kept workers give way to floors before one each",
@@ -334,6 +348,7 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 5},
         {"a": 5},
         {"a": 1, "b": 4, "c": 0},
+        {"a": 2, "b": 4, "c": 0},
     ),
     (
         "floors over the budget: kept workers go down to nothing",
@@ -342,12 +357,13 @@ HELD_CASES: list[tuple[str, list[Claim], int, dict[str, int], dict[str, int], di
         {"a": 5},
         {"a": 5},
         {"a": 0, "b": 7},
+        {"a": 0, "b": 7},
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("claims", "limit", "present", "staying", "granted"),
+    ("claims", "limit", "present", "staying", "fair_share", "none"),
     [case[1:] for case in HELD_CASES],
     ids=[case[0] for case in HELD_CASES],
 )
@@ -356,9 +372,31 @@ def test_present_workers_hold_their_place(
     limit: int,
     present: dict[str, int],
     staying: dict[str, int],
-    granted: dict[str, int],
+    fair_share: dict[str, int],
+    none: dict[str, int],
 ) -> None:
-    assert dict(allocate(claims, limit, present=present, staying=staying).granted) == granted
+    for preemption, granted in ((Preemption.FAIR_SHARE, fair_share), (Preemption.NONE, none)):
+        allocation = allocate(
+            claims, limit, present=present, staying=staying, preemption=preemption
+        )
+        assert dict(allocation.granted) == granted, preemption
+
+
+def test_without_preemption_is_the_default() -> None:
+    claims = [Claim("a", 6, priority=4), Claim("b", 6, priority=8)]
+    granted = allocate(claims, 8, present={"a": 6}, staying={"a": 6}).granted
+    assert dict(granted) == {"a": 6, "b": 2}
+
+
+def test_without_preemption_promised_workers_are_kept_too() -> None:
+    """A grant KEDA may be acting on (staying, none up yet) is kept like workers that are up;
+    with fair-share preemption it is kept only up to the share, the rest held until KEDA drops
+    those pods."""
+    claims = [Claim("a", 6, priority=4), Claim("b", 6, priority=8)]
+    promised = {"present": {"a": 6}, "staying": {"a": 6}, "working": {"a": 0}}
+    assert dict(allocate(claims, 8, **promised).granted) == {"a": 6, "b": 2}
+    fair_share = allocate(claims, 8, **promised, preemption=Preemption.FAIR_SHARE).granted
+    assert dict(fair_share) == {"a": 2, "b": 2}
 
 
 @given(claim_sets(), st.integers(0, 40), st.data())
@@ -373,7 +411,10 @@ def test_pods_never_exceed_the_budget_once_the_grants_are_acted_on(
     present = {m: staying[m] + draining[m] for m in staying}
     if sum(present.values()) > limit or floors > limit:
         return
-    granted = allocate(claims, limit, present=present, staying=staying).granted
+    preemption = data.draw(st.sampled_from(Preemption))
+    granted = allocate(
+        claims, limit, present=present, staying=staying, preemption=preemption
+    ).granted
     after = sum(max(granted[m], staying[m]) + draining[m] for m in staying)
     # A floor is kept at once, even while draining workers still fill the budget.
     forced = sum(max(0, c.floor - staying[c.model]) for c in claims)
@@ -393,10 +434,30 @@ def test_priority_takes_workers_that_are_up_only_down_to_a_fair_share(
     fair = _fair_floor(claims, limit)
     kept = {c.model: max(min(staying[c.model], fair[c.model]), c.floor) for c in claims}
     room = sum(max(kept[c.model], 1 if c.desired else 0) for c in claims)
-    granted = allocate(claims, limit, present=staying, staying=staying).granted
+    granted = allocate(
+        claims, limit, present=staying, staying=staying, preemption=Preemption.FAIR_SHARE
+    ).granted
     if room <= limit:
         for claim in claims:
             assert granted[claim.model] >= kept[claim.model]
+    assert all(c.floor <= granted[c.model] <= c.desired for c in claims)
+
+
+@given(claim_sets(), st.integers(0, 40), st.data())
+def test_without_preemption_a_model_keeps_its_workers_while_it_wants_them(
+    claims: list[Claim], limit: int, data: st.DataObject
+) -> None:
+    """Whatever the priorities, a model keeps every worker it has (up or promised) that it still
+    wants, whenever those and the floors fit in the budget; and it is granted more only from
+    what the present workers leave free."""
+    staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
+    kept = {c.model: max(min(staying[c.model], c.desired), c.floor) for c in claims}
+    granted = allocate(claims, limit, present=staying, staying=staying).granted
+    if sum(kept.values()) <= limit:
+        for claim in claims:
+            assert granted[claim.model] >= kept[claim.model]
+        grown = sum(granted[m] - kept[m] for m in kept)
+        assert grown <= max(limit - sum(max(staying[m], kept[m]) for m in kept), 0)
     assert all(c.floor <= granted[c.model] <= c.desired for c in claims)
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from protos import externalscaler_pb2 as pb
+from scaler.budget import Preemption
 from scaler.configuration import ScalingConfiguration, ScalingStrategy
 from scaler.freshness import SourceHealth
 from scaler.instruments import ScalerMetrics
@@ -69,6 +70,9 @@ def test_the_sources_ask_for_the_priorities_with_their_label() -> None:
     assert f'or max by (__name__, model, priority) ({{__name__="{BY_PRIORITY}"}})' in PROMQL
 
 
+FAIR = Preemption.FAIR_SHARE
+
+
 def states() -> dict[str, ModelState]:
     # 3 analyses x 15 chunks at 5 per worker: 9 each.
     return {
@@ -93,46 +97,69 @@ def test_with_a_limit_the_grants_share_it_and_desired_stays_visible() -> None:
 
 
 def test_present_workers_and_the_last_grants_hold_the_budget() -> None:
-    """`low` was granted 9 alone and its 9 workers are present: `high`, arriving at a higher
-    priority, gets only what they leave free, whatever it was promised before, and `low` keeps
-    its workers down to its fair share (5 of 10: priorities left out, both want 9)."""
+    """With fair-share preemption: `low` was granted 9 alone and its 9 workers are present:
+    `high`, arriving at a higher priority, gets only what they leave free, whatever it was
+    promised before, and `low` keeps its workers down to its fair share (5 of 10: priorities
+    left out, both want 9)."""
     alone = {
         "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
         "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
     }
-    granted, _ = with_grants(alone, 10, previous={"low": 9})
+    granted, _ = with_grants(alone, 10, previous={"low": 9}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"low": 5, "high": 1}
     # A budget of 9: low keeps 4 (4.5 rounded down); high gets its first as low's go.
-    granted, _ = with_grants(alone, 9, previous={"low": 9})
+    granted, _ = with_grants(alone, 9, previous={"low": 9}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"low": 4, "high": 0}
     # Six of low's workers have left; the grant high was given is held for it too.
     drained = {**alone, "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=3)}
-    granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1})
+    granted, _ = with_grants(drained, 10, previous={"low": 1, "high": 1}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"low": 1, "high": 7}
     # A grant KEDA has not acted on yet (no worker of high present) keeps its place: low, whose
     # 9 workers were told to go, gets no new one while they drain.
-    granted, _ = with_grants(alone, 10, previous={"low": 0, "high": 9})
+    granted, _ = with_grants(alone, 10, previous={"low": 0, "high": 9}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"low": 0, "high": 9}
 
 
 def test_grants_only_promised_are_kept_up_to_the_share() -> None:
-    """No worker of either model is up yet: the grants last given are promises, and a model
-    whose priority rose takes the share from one whose workers have not started."""
+    """With fair-share preemption: no worker of either model is up yet, the grants last given
+    are promises, and a model whose priority rose takes the share from one whose workers have
+    not started."""
     promised = {
         "a": ModelState(DYNAMIC, analyses=4, pending=4, priority=8),
         "b": ModelState(DYNAMIC, analyses=7, pending=7, priority=9),
     }
     one_each = ScalingConfiguration(scaling_strategy="DYNAMIC_TASKS", chunks_per_worker=1)
     promised = {m: replace(s, configuration=one_each) for m, s in promised.items()}
-    granted, _ = with_grants(promised, 6, previous={"a": 4, "b": 2})
+    granted, _ = with_grants(promised, 6, previous={"a": 4, "b": 2}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 2}
     # The next share (the refresher shares again until the grants settle): a's promise is gone.
-    granted, _ = with_grants(promised, 6, previous={"a": 1, "b": 2})
+    granted, _ = with_grants(promised, 6, previous={"a": 1, "b": 2}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"a": 1, "b": 5}
     # The same grants with a's 4 workers up: a keeps its fair share of them (3 of 6).
     working = {**promised, "a": replace(promised["a"], workers=4)}
-    granted, _ = with_grants(working, 6, previous={"a": 4, "b": 2})
+    granted, _ = with_grants(working, 6, previous={"a": 4, "b": 2}, preemption=FAIR)
     assert {m: s.granted for m, s in granted.items()} == {"a": 3, "b": 2}
+
+
+def test_without_preemption_workers_granted_stay_while_wanted() -> None:
+    """The default: `low`'s 9 workers (up or promised) stay with it while it wants them, and
+    `high`, at a higher priority, gets what they leave free, then each one as `low` lets it go."""
+    alone = {
+        "low": ModelState(DYNAMIC, analyses=3, pending=45, priority=4, workers=9),
+        "high": ModelState(DYNAMIC, analyses=3, pending=45, priority=8),
+    }
+    granted, _ = with_grants(alone, 10, previous={"low": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 9, "high": 1}
+    promised = {**alone, "low": replace(alone["low"], workers=0)}
+    granted, _ = with_grants(promised, 10, previous={"low": 9})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 9, "high": 1}
+    # low's queue has run down to 4 sub-tasks: the workers it no longer wants go to high.
+    shrunk = {**alone, "low": replace(alone["low"], pending=4, sub_tasks=45, queued_or_running=4)}
+    granted, _ = with_grants(shrunk, 10, previous={"low": 4, "high": 1})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 4, "high": 1}
+    left = {**shrunk, "low": replace(shrunk["low"], workers=4)}
+    granted, _ = with_grants(left, 10, previous={"low": 4, "high": 1})
+    assert {m: s.granted for m, s in granted.items()} == {"low": 4, "high": 6}
 
 
 def test_weights_act_within_a_priority() -> None:
@@ -221,6 +248,9 @@ def test_budget_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert settings.total_worker_limit == 12
     assert settings.model_weights == {"OasisLMF-PiWind-1": 2.5}
     assert ScalerSettings(total_worker_limit=None).total_worker_limit is None
+    assert ScalerSettings().budget_preemption is Preemption.NONE
+    monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_BUDGET_PREEMPTION", "fair-share")
+    assert ScalerSettings().budget_preemption is Preemption.FAIR_SHARE
 
 
 @pytest.mark.parametrize(
@@ -230,6 +260,7 @@ def test_budget_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         ({"model_weights": {"a": 0}}, "model_weights.a"),
         ({"model_weights": {"a": float("inf")}}, "model_weights.a"),
         ({"model_weights": {"a": "heavy"}}, "model_weights.a"),
+        ({"budget_preemption": "always"}, "budget_preemption"),
     ],
 )
 def test_bad_budget_settings_are_refused_naming_the_field(

@@ -166,6 +166,43 @@ def test_a_budget_shares_workers_by_priority() -> None:
     assert (policy.granted(high), policy.granted(low)) == (3, 1)
 
 
+@pytest.mark.parametrize("preemption", ["none", "fair-share"])
+def test_the_budget_preemption_decides_who_waits(preemption: str) -> None:
+    """`low` fills a budget of 4 with 8 chunks of 100 s; `high` (priority 9) arrives at 50 s.
+    Without preemption `low` keeps its 4 workers while its queue lasts, so `high` starts only
+    as `low`'s last round ends; with fair-share preemption 2 of them go over after their
+    first chunk, and `low` takes longer."""
+    models = {
+        name: {
+            "scaling": {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1},
+            "durations": NO_SERIAL,
+        }
+        for name in ("high", "low")
+    }
+    work = trace(
+        models,
+        [
+            {"model": "low", "loss_chunks": 8, "loss_chunk_seconds": 100, "priority": 2},
+            {
+                "model": "high",
+                "arrival": 50,
+                "loss_chunks": 4,
+                "loss_chunk_seconds": 10,
+                "priority": 9,
+            },
+        ],
+        budget={"total_worker_limit": 4, "preemption": preemption},
+    )
+    result = Simulation(work, KedaScaling(work)).run()
+    high, low = result.models
+    assert result.peak_workers <= 4
+    if preemption == "none":
+        # low's chunks run 5-105 and 105-205; high's first worker starts as one is let go.
+        assert (low.makespan, high.wait_max > 150) == (205, True)
+    else:
+        assert (low.makespan > 205, high.wait_max < 100) == (True, True)
+
+
 def test_upstream_rules() -> None:
     dynamic = ScalingConfiguration(
         scaling_strategy=ScalingStrategy.DYNAMIC_TASKS, chunks_per_worker=2, worker_count_max=10
