@@ -1,7 +1,8 @@
 """The simulator's figures: every example trace under our rules and the upstream controller's,
-checked against the targets; with --sweep, the ScaledObject timings tried; with --phases, each
-judged trace started at every second of one HPA sync period; with --capacity, where the budget
-traces' workers and budget go; and the time the simulator takes for 1,000 models x 100 analyses.
+checked against the targets, and the budget traces with fair-share preemption, reported; with
+--sweep, the ScaledObject timings tried; with --phases, each judged trace started at every
+second of one HPA sync period; with --capacity, where the budget traces' workers and budget go;
+and the time the simulator takes for 1,000 models x 100 analyses.
 
 Run from the repository root:
 .venv/bin/python bench/simulate.py [--sweep] [--phases] [--capacity] [--check]
@@ -42,6 +43,10 @@ OPERATOR_RUNS: list[tuple[str, str | None]] = [
 # KEDA's default cooldown: reported to show its cost, not held to the targets.
 COOLDOWN_RUNS: list[tuple[str, str | None]] = [
     (name, "cooldown-300") for name in ("piwind-10", "chaz", "three-analyses", "fleet")
+]
+# Fair-share preemption (the budget's rule 5 as an option): reported for what it buys and costs.
+PREEMPTION_RUNS: list[tuple[str, str | None]] = [
+    (name, "preemption-fair-share") for name in ("fleet", "three-models-budget")
 ]
 MAKESPAN_RATIO = 1.02
 WORKER_SECONDS_RATIO = 1.00
@@ -128,7 +133,7 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
                 f"{f'{run.completed}/{result.analyses}':>7}  {verdict}"
             )
     for result in done:
-        top = top_priority_waits(result) if judged else None
+        top = top_priority_waits(result)
         if top is not None:
             print(
                 f"{result.label}: longest queue wait of the highest-priority model ({top[0]}): "
@@ -347,6 +352,7 @@ def main() -> int:
     passed = report("targets: the shipped traces at our ScaledObject's timing", TARGET_RUNS, True)
     passed &= report("targets: traces an operator meets", OPERATOR_RUNS, True)
     report("KEDA's default cooldown (300 s), for its cost", COOLDOWN_RUNS, False)
+    report("fair-share preemption (budget_preemption), for what it buys", PREEMPTION_RUNS, False)
     if args.sweep:
         sweep()
     if args.phases:

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from protos import externalscaler_pb2 as pb
 from protos import externalscaler_pb2_grpc as pb_grpc
-from scaler.service import running_scaler
+from scaler.budget import Preemption
+from scaler.service import RunningScaler, running_scaler
 from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
 from tests.support.numba import numba_cache_root
@@ -126,6 +127,9 @@ def settle(read: Callable[[], dict[str, int]], expected: dict[str, int]) -> None
 
 
 def test_two_models_share_a_budget_smaller_than_their_sum(platform: Platform) -> None:
+    """Two scalers read the same API: one without preemption (the default), one with
+    fair-share preemption. They share alike until a higher priority arrives on the model that
+    has fewer workers."""
     urgent, bulk = platform.model("Urgent"), platform.model("Bulk")
     a, b = queue_name(urgent), queue_name(bulk)
     platform.queue_analyses(urgent, 4, priority=8)
@@ -139,14 +143,18 @@ def test_two_models_share_a_budget_smaller_than_their_sum(platform: Platform) ->
         interval_seconds=0.2,
         total_worker_limit=BUDGET,
     )
+    fair_share = settings.model_copy(update={"budget_preemption": Preemption.FAIR_SHARE})
     with (
         running_scaler(settings) as scaler,
+        running_scaler(fair_share) as preempting,
         grpc.insecure_channel(f"127.0.0.1:{scaler.port}") as ch,
+        grpc.insecure_channel(f"127.0.0.1:{preempting.port}") as preempting_ch,
     ):
-        keda = Keda(ch)
+        keda, preempting_keda = Keda(ch), Keda(preempting_ch)
         # Each asks for one worker per analysis: 4 + 6 = 10, over the budget of 6. Both get
         # one; the rest goes to the higher priority until it has all it asked for.
         settle(lambda: keda.answers(a, b), {a: 4, b: 2})
+        settle(lambda: preempting_keda.answers(a, b), {a: 4, b: 2})
         desired = scaler_gauges(scaler.metrics_port, "oasis_scaler_desired_workers")
         granted = scaler_gauges(scaler.metrics_port, "oasis_scaler_granted_workers")
         assert (desired[a], desired[b]) == (4, 6)
@@ -154,16 +162,27 @@ def test_two_models_share_a_budget_smaller_than_their_sum(platform: Platform) ->
         assert sum(keda.answers(a, b).values()) == BUDGET
         assert scaler_gauges(scaler.metrics_port, "oasis_scaler_worker_budget") == {"": BUDGET}
 
-        # An analysis of priority 9 on the bulk model puts it first: it now gets all but the one
-        # worker the urgent model keeps (no model with work starves).
+        # An analysis of priority 9 on the bulk model puts it first. With fair-share
+        # preemption it gets all but the one worker the urgent model keeps (no model with work
+        # starves), as the urgent model's workers have not started.
         platform.queue_analyses(bulk, 1, priority=9)
-        settle(lambda: keda.answers(a, b), {a: 1, b: 5})
-        answers = keda.answers(a, b)
+        settle(lambda: preempting_keda.answers(a, b), {a: 1, b: 5})
+        answers = preempting_keda.answers(a, b)
         assert sum(answers.values()) == BUDGET
-        desired = scaler_gauges(scaler.metrics_port, "oasis_scaler_desired_workers")
+        desired = scaler_gauges(preempting.metrics_port, "oasis_scaler_desired_workers")
         assert all(answers[m] <= desired[m] for m in (a, b))
         floors_over = scaler_gauges(scaler.metrics_port, "oasis_scaler_worker_floors_over_budget")
         assert floors_over == {"": 0}
+        # Without preemption the urgent model keeps the 4 it was granted (KEDA may be starting
+        # them) while it wants them: once the default scaler has read the new analysis, its
+        # answers have not moved.
+        settle(lambda: desired_of(scaler, a, b), {a: 4, b: 7})
+        assert keda.answers(a, b) == {a: 4, b: 2}
+
+
+def desired_of(scaler: RunningScaler, *models: str) -> dict[str, int]:
+    desired = scaler_gauges(scaler.metrics_port, "oasis_scaler_desired_workers")
+    return {model: int(desired.get(model, -1)) for model in models}
 
 
 def test_floors_above_the_budget_hold_and_are_reported(platform: Platform) -> None:
@@ -222,8 +241,10 @@ def test_live_workers_of_two_models_never_exceed_the_budget(
     tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
     """The whole stack with real workers: two models that each want 3 workers share a budget of
-    3, and a higher-priority analysis arrives while the first model's workers are busy. Workers
-    told to go finish their chunk, and their share goes over only as they leave."""
+    3, and a higher-priority analysis arrives while the first model's workers are busy. Without
+    preemption (the default) they stay with the first model while its chunks wait; as it lets
+    them go (between its stages, and at its end) they go over to the other, each only once it
+    has left."""
     numba = numba_cache_root()
     env = {"OASIS_AUTOSCALER_SCALER_TOTAL_WORKER_LIMIT": str(LIVE_BUDGET)}
     scaling = {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1, "worker_count_max": 3}
