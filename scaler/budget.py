@@ -90,7 +90,8 @@ class Allocation:
     # Sum of the floors, and by how many workers they exceed the limit (0 when they fit).
     floors: int = 0
     floors_over_budget: int = 0
-    # Models that want workers and got none (only when the budget is below their number).
+    # Models that want workers and got none: the budget is below their number, or (rule 5)
+    # the workers other models keep fill it.
     starved: tuple[str, ...] = field(default=())
 
     @property
@@ -131,11 +132,11 @@ def allocate(
         left = _one_each(ordered, granted, left)
     if left > 0:
         _by_priority(ordered, granted, left)
-    starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     if present:
         staying = staying or present
         working = working or staying
         granted = _held(ordered, granted, present, staying, working, limit, preemption)
+    starved = tuple(c.model for c in ordered if c.desired > 0 and granted[c.model] == 0)
     return Allocation(granted, limit, floors, max(0, -left), starved)
 
 

@@ -108,7 +108,8 @@ class Refresher:
             )
         if allocation.starved and (old is None or old.starved != allocation.starved):
             log.warning(
-                "total_worker_limit %s is below the models with work: %s wait for a worker",
+                "total_worker_limit %s leaves models with work and no worker: %s wait for one "
+                "(the budget is below the models with work, or other models keep its workers)",
                 allocation.limit,
                 ", ".join(allocation.starved),
             )

@@ -187,6 +187,23 @@ def test_no_model_with_work_starves_while_the_budget_has_room(
     assert all(allocation.granted[model] == 0 for model in allocation.starved)
 
 
+@given(claim_sets(), st.integers(0, 40), st.data())
+def test_models_left_without_a_worker_are_starved_whatever_the_cause(
+    claims: list[Claim], limit: int, data: st.DataObject
+) -> None:
+    staying = {c.model: data.draw(st.integers(0, 10)) for c in claims}
+    preemption = data.draw(st.sampled_from(Preemption))
+    allocation = allocate(claims, limit, present=staying, staying=staying, preemption=preemption)
+    left = tuple(c.model for c in claims if c.desired > 0 and allocation.granted[c.model] == 0)
+    assert allocation.starved == tuple(sorted(left))
+
+
+def test_a_model_waiting_for_workers_others_keep_is_starved() -> None:
+    claims = [Claim("a", 8, priority=4), Claim("b", 3, priority=8)]
+    allocation = allocate(claims, 8, present={"a": 8}, staying={"a": 8})
+    assert (dict(allocation.granted), allocation.starved) == ({"a": 8, "b": 0}, ("b",))
+
+
 @given(claim_sets(), limits, st.randoms(use_true_random=False))
 def test_permutation_invariant(
     claims: list[Claim], limit: int | None, shuffler: random.Random
