@@ -137,16 +137,19 @@ def test_the_worked_case_asks_for_nine_workers() -> None:
     assert policy.desired(model) == 9
 
 
-def test_a_budget_shares_workers_by_priority() -> None:
-    models = {
-        name: {
-            "scaling": {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1},
-            "durations": NO_SERIAL,
-        }
-        for name in ("high", "low")
+# Two models, `high` and `low`, each asking for a worker per sub-task.
+ONE_PER_CHUNK = {
+    name: {
+        "scaling": {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1},
+        "durations": NO_SERIAL,
     }
+    for name in ("high", "low")
+}
+
+
+def test_a_budget_shares_workers_by_priority() -> None:
     work = trace(
-        models,
+        ONE_PER_CHUNK,
         [
             {"model": "high", "loss_chunks": 6, "loss_chunk_seconds": 60, "priority": 9},
             {"model": "low", "loss_chunks": 6, "loss_chunk_seconds": 60, "priority": 2},
@@ -172,15 +175,8 @@ def test_the_budget_preemption_decides_who_waits(preemption: str) -> None:
     Without preemption `low` keeps its 4 workers while its queue lasts, so `high` starts only
     as `low`'s last round ends; with fair-share preemption 2 of them go over after their
     first chunk, and `low` takes longer."""
-    models = {
-        name: {
-            "scaling": {"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 1},
-            "durations": NO_SERIAL,
-        }
-        for name in ("high", "low")
-    }
     work = trace(
-        models,
+        ONE_PER_CHUNK,
         [
             {"model": "low", "loss_chunks": 8, "loss_chunk_seconds": 100, "priority": 2},
             {
