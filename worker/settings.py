@@ -47,6 +47,9 @@ class WorkerSettings(BaseSettings):
     # Run the kernel's tools in a warm process per pool process that forks per tool run
     # (docs/warm-kernel.md); false: each tool starts cold, as oasislmf runs it.
     warm_kernel: bool = True
+    # A new worker takes no sub-task until its pool processes are warm (worker/warm_gate.py),
+    # waiting at most this long; 0: it takes work at once.
+    warm_up_wait_seconds: float = Field(default=60.0, ge=0)
     # The worker's record of presence in Redis (worker/presence.py) is rewritten this often and
     # expires this long after the last rewrite: a killed worker is gone from it within the TTL.
     presence_refresh_seconds: float = Field(default=5.0, gt=0)

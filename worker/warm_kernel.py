@@ -53,6 +53,8 @@ class WarmKernel:
         self.tools_dir = write_tools_dir(self.root / BIN, stand_ins=True)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # The pool process's warm-up (worker/warm_gate.py) and its first step may both wait.
+        self._lock = threading.Lock()
 
     @property
     def socket(self) -> Path:
@@ -81,6 +83,10 @@ class WarmKernel:
     def ready(self) -> Path:
         """The tools folder, once a warm process accepts runs: the running one, or a new one if
         it has died (said in the log)."""
+        with self._lock:
+            return self._ready()
+
+    def _ready(self) -> Path:
         process = self.process
         if process is None:
             self.start()

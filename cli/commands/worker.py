@@ -50,7 +50,7 @@ def node_name(settings: WorkerSettings) -> str:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from worker import presence
+    from worker import presence, warm_gate
     from worker.runtime import configure_runtime
     from worker.settings import WorkerSettings
     from worker.tasks import configure_app, install_reconciler
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         )
     )
     install_reconciler(settings)
+    warm_gate.install(app, settings.concurrency, settings.warm_up_wait_seconds)
     app.worker_main(
         [
             "worker",
