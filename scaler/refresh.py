@@ -107,7 +107,9 @@ class Refresher:
                 allocation.limit,
             )
         if allocation.starved and (old is None or old.starved != allocation.starved):
-            log.warning(
+            # Info, not a warning: a model waiting while another's workers finish is the budget
+            # at work; the alert on oasis_scaler_starved_models says when it lasts.
+            log.info(
                 "total_worker_limit %s leaves models with work and no worker: %s wait for one "
                 "(the budget is below the models with work, or other models keep its workers)",
                 allocation.limit,
