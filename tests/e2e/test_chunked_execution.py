@@ -27,7 +27,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
-from tests.support.processes import wait_for_command_naming, wait_until_unused
+from tests.support.processes import children, wait_for_command_naming, wait_until_unused
 from worker.demo_model import ensure_demo_model
 from worker.storage import Storage
 
@@ -213,8 +213,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing(
         assert client.run_generate(analysis, poll_interval=0.5) is True
     with stack.worker(model["queue_name"], env=fast_redelivery) as victim:
         client.analyses.run(analysis)
-        running = wait_for_sub_task(stack, analysis, "generate-losses-chunk", "STARTED")
-        wait_for_command_naming(run_dir(stack, analysis))  # the kernel is running
+        running = stopped_mid_chunk(stack, analysis, victim.pid)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
     # Nothing of the killed worker's chunk runs on, writing into the run folder.
@@ -226,6 +225,28 @@ def test_a_worker_killed_mid_chunk_loses_nothing(
     assert tasks[running["slug"]]["status"] == "COMPLETED"
     assert tasks[running["slug"]]["worker"] != running["worker"]
     assert_same_outputs(reference, outputs(stack, analysis, tmp_path))
+
+
+def stopped_mid_chunk(stack: Stack, analysis: int, worker: int) -> dict[str, Any]:
+    """Stop (SIGSTOP) `worker` and its pool processes while it runs a loss chunk, and return
+    that chunk's record. A warm chunk takes well under a second, so the one seen running may
+    have ended before a kill lands; stopped, the pool processes write no record, so the chunk
+    still STARTED is the one being run. If it was between chunks, it goes on and is stopped
+    again."""
+    client = stack.client()
+    stop = time.monotonic() + DEADLINE
+    while time.monotonic() < stop:
+        wait_for_command_naming(run_dir(stack, analysis))  # the kernel is running
+        # Each pool process leads a group of its own (worker/group_guard.py): each by its pid.
+        frozen = [worker, *children(worker)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        for task in client.analyses.sub_task_list(analysis).json():
+            if task["slug"].startswith("generate-losses-chunk") and task["status"] == "STARTED":
+                return dict(task)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    raise TimeoutError(f"worker {worker} not stopped in a loss chunk within {DEADLINE} s")
 
 
 def test_a_cancelled_run_leaves_nothing_queued(

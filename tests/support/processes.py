@@ -51,6 +51,21 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    found = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # After the command in parentheses: state, then the parent's pid.
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def wait_until_gone(pid: int, deadline: float = 30.0) -> None:
     """Poll until process `pid` no longer runs; fail at the deadline."""
     poll(lambda: not alive(pid), f"process {pid} to end", deadline)
