@@ -65,10 +65,6 @@ def warm_pool_process(warm_up: Callable[[], object]) -> None:
     threading.Thread(target=run, name="warm-up", daemon=True).start()
 
 
-def is_open() -> bool:
-    return _open.is_set()
-
-
 def _wait_for_pool() -> None:
     assert _warmed is not None
     began = time.monotonic()
