@@ -48,6 +48,7 @@ class ModelState:
             queued_or_running=self.queued_or_running,
             slots_per_worker=self.slots_per_worker,
             queued=self.queued,
+            workers=self.workers,
         )
 
     @property

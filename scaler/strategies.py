@@ -20,7 +20,7 @@ class Work:
     `sub_tasks`: every sub-task recorded for the active analyses, completed ones and the earlier
     stage included (upstream's count); `queued_or_running`: those on the queue or running now;
     `queued`: those of them on the queue, waiting for a worker; `slots_per_worker`: sub-tasks one
-    worker runs at once.
+    worker runs at once; `workers`: the workers present (their records of presence).
     """
 
     analyses: int
@@ -29,6 +29,7 @@ class Work:
     queued_or_running: int
     queued: int
     slots_per_worker: int = 1
+    workers: int = 0
 
 
 # A strategy sees only a model with work; idle is decided before it.
@@ -63,7 +64,10 @@ def _dynamic_tasks(config: ScalingConfiguration, work: Work) -> int:
     # ... and a stage's workers start while its split runs: its chunks are recorded (pending)
     # before they are queued. An analysis still being split counts as one sub-task.
     coming = _ceil_div(max(work.pending, work.analyses), cpw)
-    return min(upstream, max(busy, coming), config.worker_count_max)
+    # No worker present goes while a sub-task waits: a worker still warming takes none yet
+    # (worker/warm_gate.py), so fewer may be running than are present, and it is the one that
+    # would take the next.
+    return min(upstream, max(busy, coming, work.workers), config.worker_count_max)
 
 
 STRATEGIES: Mapping[ScalingStrategy, Strategy] = {
@@ -82,6 +86,7 @@ def desired_workers(
     queued_or_running: int | None = None,
     slots_per_worker: int = 1,
     queued: int | None = None,
+    workers: int = 0,
 ) -> int:
     """Workers the model asks for; `worker_count_min` is a floor in every state, above the cap.
 
@@ -91,11 +96,14 @@ def desired_workers(
     rule before them (`ceil(max(pending, analyses) / chunks_per_worker)`, then the cap). An
     omitted `queued` means `queued_or_running` (every one of them might wait for a slot), which
     gives the answers of the rule before it; a `queued` above `queued_or_running` (two reads a
-    moment apart) counts as `queued_or_running`.
+    moment apart) counts as `queued_or_running`. `workers`: those present; 0 (unknown) keeps
+    none of them beyond what the work asks.
     """
     on_queue = pending if queued_or_running is None else queued_or_running
     if queued is not None and queued < 0:
         raise ValueError(f"work counts must not be negative (queued={queued})")
+    if workers < 0:
+        raise ValueError(f"work counts must not be negative (workers={workers})")
     work = Work(
         analyses,
         pending,
@@ -103,6 +111,7 @@ def desired_workers(
         on_queue,
         on_queue if queued is None else min(queued, on_queue),
         slots_per_worker,
+        workers,
     )
     counts = (work.analyses, work.pending, work.sub_tasks, work.queued_or_running)
     if min(counts) < 0:

@@ -41,8 +41,9 @@ class KedaScaling:
         self._pods_seen = -1
         # Models that may claim a share or hold pods: the others are left out of the budget.
         self._active: set[int] = set()
-        # Each model's desired count, worked out again only after its work changed.
-        self._desired: list[int | None] = []
+        # Each model's desired count with the workers it had then, worked out again only after
+        # its work or those changed.
+        self._desired: list[tuple[int, int] | None] = []
 
     def attach(self, sim: Simulation) -> None:
         self._sim = sim
@@ -62,18 +63,22 @@ class KedaScaling:
                 self._schedule(model, 0.0)
 
     def desired(self, model: ModelRun) -> int:
-        desired = self._desired[model.index]
-        if desired is None:
-            desired = desired_workers(
-                model.spec.scaling,
-                analyses=model.analyses,
-                pending=model.pending,
-                sub_tasks=model.recorded,
-                queued_or_running=model.queued_or_running,
-                slots_per_worker=model.spec.slots_per_worker,
-                queued=len(model.queue),
-            )
-            self._desired[model.index] = desired
+        # Present as the live scaler sees them: up, busy or not (a starting pod has no record).
+        workers = len(model.ready)
+        cached = self._desired[model.index]
+        if cached is not None and cached[0] == workers:
+            return cached[1]
+        desired = desired_workers(
+            model.spec.scaling,
+            analyses=model.analyses,
+            pending=model.pending,
+            sub_tasks=model.recorded,
+            queued_or_running=model.queued_or_running,
+            slots_per_worker=model.spec.slots_per_worker,
+            queued=len(model.queue),
+            workers=workers,
+        )
+        self._desired[model.index] = (workers, desired)
         return desired
 
     def granted(self, model: ModelRun) -> int:

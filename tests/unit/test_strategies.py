@@ -684,3 +684,51 @@ def test_with_queued_work_keeps_a_worker(
     config, work = case
     if work["analyses"] or work["pending"]:
         assert desired_workers(config, **work) >= min(1, config.worker_count_max)
+
+
+# --- workers present: none goes while a sub-task waits --------------------------------------
+
+WARMING = {"scaling_strategy": DYNAMIC, "chunks_per_worker": 4, "worker_count_max": 10}
+# 1 analysis, 3 sub-tasks pending (2 queued or running, 1 of them queued), 10 recorded: upstream's
+# count is 3 and the work alone asks for 2.
+WAITING = {"analyses": 1, "pending": 3, "sub_tasks": 10, "queued_or_running": 2, "queued": 1}
+
+
+@pytest.mark.parametrize(
+    ("work", "workers", "desired"),
+    [
+        (WAITING, 0, 2),
+        (WAITING, 3, 3),
+        (WAITING, 9, 3),
+        ({**WAITING, "queued": 0}, 3, 1),
+    ],
+    ids=[
+        "unknown: the work's answer",
+        "a worker still warming stays while a chunk waits",
+        "up to upstream's count",
+        "nothing queued: the idle ones go",
+    ],
+)
+def test_workers_present_stay_while_a_sub_task_waits(
+    work: dict[str, int], workers: int, desired: int
+) -> None:
+    assert desired_workers(WARMING, **work, workers=workers) == desired
+
+
+def test_negative_workers_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        desired_workers({}, analyses=1, pending=1, workers=-1)
+
+
+@given(queued_work(), counts)
+def test_while_a_sub_task_waits_no_worker_present_goes(
+    case: tuple[ScalingConfiguration, dict[str, int]], workers: int
+) -> None:
+    config, work = case
+    answer = desired_workers(config, **work, workers=workers)
+    assert answer >= desired_workers(config, **work)
+    assert answer <= max(_upstream(config, work), config.worker_count_min)
+    if work["queued"] > 0:
+        assert answer >= min(workers, _upstream(config, work))
+    else:
+        assert answer == desired_workers(config, **work)
