@@ -64,6 +64,7 @@ class KedaScaling:
 
     def desired(self, model: ModelRun) -> int:
         # Present as the live scaler sees them: up, busy or not (a starting pod has no record).
+        # A pod coming up takes queued sub-tasks at once, so the answer is worked out again.
         workers = len(model.ready)
         cached = self._desired[model.index]
         if cached is not None and cached[0] == workers:
