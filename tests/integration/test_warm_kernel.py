@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.numba import numba_cache_root
 from tests.support.polling import poll
-from tests.support.processes import alive, wait_until_unused
+from tests.support.processes import alive, children, wait_until_unused
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
 from worker.numba_cache import warm_up_run
@@ -170,18 +170,6 @@ def test_a_failing_tool_fails_its_chunk_with_its_stderr_in_the_log(
 # --- nothing left running ----------------------------------------------------------------------
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
 def test_a_tool_whose_stand_in_is_killed_is_killed(warm: WarmKernel, tmp_path: Path) -> None:
     """As when a revoke or a failed run's cleanup kills the script's group: the tool the warm
     process forked is not in that group, and goes because its stand-in went."""
@@ -195,8 +183,8 @@ def test_a_tool_whose_stand_in_is_killed_is_killed(warm: WarmKernel, tmp_path: P
         stdin=subprocess.PIPE,
         start_new_session=True,
     )
-    poll(lambda: bool(_children(zygote.pid)), "the warm process to fork the tool", DEADLINE_SECONDS)
-    (tool,) = _children(zygote.pid)
+    poll(lambda: bool(children(zygote.pid)), "the warm process to fork the tool", DEADLINE_SECONDS)
+    (tool,) = children(zygote.pid)
     os.killpg(stand_in.pid, signal.SIGKILL)
     stand_in.wait()
     assert stand_in.stdin is not None
@@ -221,8 +209,8 @@ def test_a_killed_owner_leaves_no_kernel_process(
     ) as owner:
         assert owner.stdout is not None
         zygote = int(owner.stdout.readline())
-        poll(lambda: bool(_children(zygote)), "a tool to run in the warm process", DEADLINE_SECONDS)
-        tools = _children(zygote)
+        poll(lambda: bool(children(zygote)), "a tool to run in the warm process", DEADLINE_SECONDS)
+        tools = children(zygote)
         owner.kill()
         owner.wait()
     poll(
@@ -259,7 +247,7 @@ def test_a_warm_process_killed_mid_chunk_fails_the_chunk_and_is_started_again(
         attempt = threading.Thread(target=chunk)
         attempt.start()
         poll(
-            lambda: bool(_children(first.pid)),
+            lambda: bool(children(first.pid)),
             "a tool to run in the warm process",
             DEADLINE_SECONDS,
         )
