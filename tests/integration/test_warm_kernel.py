@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.numba import numba_cache_root
 from tests.support.polling import poll
-from tests.support.processes import alive, children, wait_until_unused
+from tests.support.processes import alive, children, in_session, wait_until_unused
 from worker import kernel, numba_cache
 from worker.kernel_tools import MONITOR, MONITOR_LOG, write_tools_dir
 from worker.numba_cache import warm_up_run
@@ -287,24 +287,12 @@ def test_the_exec_monitor_does_not_hold_the_scripts_stdout(tmp_path: Path) -> No
         ["bash", "-c", script], stdout=subprocess.PIPE, env=env, start_new_session=True
     ) as process:
         output, _ = process.communicate(timeout=DEADLINE_SECONDS)
-        sleeping = [pid for pid in _session(process.pid) if _name(pid) == "sleep"]
+        sleeping = [pid for pid in in_session(process.pid) if _name(pid) == "sleep"]
         for pid in sleeping:
             os.kill(pid, signal.SIGKILL)
     assert output == b"done\n"
     assert sleeping, "the monitor's sleep ended before the script's output did"
     assert (log_dir / MONITOR_LOG).is_file()
-
-
-def _session(session: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rfind(")") + 2 :].split()[3]) == session:
-            found.append(int(entry.name))
-    return found
 
 
 def _name(pid: int) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.support.polling import poll
 
 PROC = Path("/proc")
+# Fields of /proc/<pid>/stat after the command in parentheses: state, parent, group, session.
+PARENT, SESSION = 1, 3
 
 
 def processes_using(folder: Path) -> list[str]:
@@ -53,6 +55,15 @@ def alive(pid: int) -> bool:
 
 def children(pid: int) -> list[int]:
     """The live processes whose parent is `pid`."""
+    return _with_stat(PARENT, pid)
+
+
+def in_session(session: int) -> list[int]:
+    """The live processes of session `session`."""
+    return _with_stat(SESSION, session)
+
+
+def _with_stat(field: int, value: int) -> list[int]:
     found = []
     for entry in PROC.iterdir():
         if entry.name.isdigit():
@@ -60,8 +71,7 @@ def children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            # After the command in parentheses: state, then the parent's pid.
-            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+            if int(stat[stat.rfind(")") + 2 :].split()[field]) == value:
                 found.append(int(entry.name))
     return found
 
