@@ -9,6 +9,7 @@ which starts one real process on 127.0.0.1, waits until it answers and stops it 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,10 +30,43 @@ POLL_SECONDS = 0.05
 
 
 def free_port(host: str = LOOPBACK) -> int:
+    """A port free on `host` now, for a server started next. Picked below the system's
+    ephemeral range where it can: the ports the kernel gives outgoing connections come from
+    that range, so one of them could take a port picked there before the server binds it (seen
+    as a scaler failing with "Address already in use")."""
+    low = _ephemeral_low()
+    for _ in range(FREE_PORT_TRIES):
+        port = random.randrange(FREE_PORT_FLOOR, max(low, FREE_PORT_FLOOR + 1))
+        if port not in _handed_out and port < low and _bindable(host, port):
+            _handed_out.add(port)
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+# Ports free_port gave this process, so that two servers started together never share one.
+_handed_out: set[int] = set()
+FREE_PORT_FLOOR = 20000
+FREE_PORT_TRIES = 100
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def service_argv(*args: str) -> list[str]:
