@@ -49,6 +49,8 @@ PREEMPTION_RUNS: list[tuple[str, str | None]] = [
     (name, "preemption-fair-share") for name in ("fleet", "three-models-budget")
 ]
 MAKESPAN_RATIO = 1.02
+# Width of the run column: the longest trace and variant name.
+LABEL = 42
 WORKER_SECONDS_RATIO = 1.00
 # Where upstream holds idle workers longest, ours must save at least this much.
 CHEAPER = {"chaz": 0.90, "fleet": 0.90}
@@ -111,7 +113,7 @@ def pair(name: str, variant: str | None, keda: Mapping[str, float] | None = None
 def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> bool:
     print(title)
     print(
-        f"{'run':<42} {'rules':<9} {'worker-s':>10} {'ratio':>6} {'makespan s':>11} "
+        f"{'run':<{LABEL}} {'rules':<9} {'worker-s':>10} {'ratio':>6} {'makespan s':>11} "
         f"{'ratio':>6} {'peak':>5} {'churn':>6} {'done':>7}  verdict"
     )
     passed = True
@@ -126,7 +128,7 @@ def report(title: str, runs: Sequence[tuple[str, str | None]], judged: bool) -> 
             if judged and run is result.ours:
                 verdict = "FAIL: " + "; ".join(failed) if failed else "PASS"
             print(
-                f"{result.label:<42} {run.policy:<9} {run.worker_seconds:>10,.0f} "
+                f"{result.label:<{LABEL}} {run.policy:<9} {run.worker_seconds:>10,.0f} "
                 f"{run.worker_seconds / result.upstream.worker_seconds:>6.3f} "
                 f"{run.makespan:>11,.0f} {run.makespan / result.upstream.makespan:>6.3f} "
                 f"{run.peak_workers:>5} {run.churn:>6} "
@@ -205,7 +207,7 @@ def phases() -> None:
     runs = TARGET_RUNS + OPERATOR_RUNS
     print("phases: every judged run with its arrivals 0, 1, ... 14 s later (the HPA's sync period)")
     print(
-        f"{'run':<42} {'worker-s min':>12} {'mean':>6} {'max':>6} "
+        f"{'run':<{LABEL}} {'worker-s min':>12} {'mean':>6} {'max':>6} "
         f"{'makespan min':>13} {'mean':>6} {'max':>6}"
     )
     for name, variant in runs:
@@ -220,7 +222,7 @@ def phases() -> None:
             makespans.append(ours.makespan / upstream.makespan)
         label = name if variant is None else f"{name}+{variant}"
         print(
-            f"{label:<42} {min(worker_seconds):>12.3f} "
+            f"{label:<{LABEL}} {min(worker_seconds):>12.3f} "
             f"{sum(worker_seconds) / period:>6.3f} {max(worker_seconds):>6.3f} "
             f"{min(makespans):>13.3f} {sum(makespans) / period:>6.3f} {max(makespans):>6.3f}"
         )
