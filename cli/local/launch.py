@@ -35,9 +35,9 @@ def free_port(host: str = LOOPBACK) -> int:
     that range, so one of them could take a port picked there before the server binds it (seen
     as a scaler failing with "Address already in use")."""
     low = _ephemeral_low()
-    for _ in range(FREE_PORT_TRIES):
-        port = random.randrange(FREE_PORT_FLOOR, max(low, FREE_PORT_FLOOR + 1))
-        if port not in _handed_out and port < low and _bindable(host, port):
+    for _ in range(FREE_PORT_TRIES if low > FREE_PORT_FLOOR else 0):
+        port = random.randrange(FREE_PORT_FLOOR, low)
+        if port not in _handed_out and bindable(host, port):
             _handed_out.add(port)
             return port
     with socket.socket() as sock:
@@ -60,7 +60,8 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def _bindable(host: str, port: int) -> bool:
+def bindable(host: str, port: int) -> bool:
+    """Whether nothing holds `port` on `host` now."""
     with socket.socket() as sock:
         try:
             sock.bind((host, port))

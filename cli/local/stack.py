@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from cli.local.backoff import Backoff
 from cli.local.keda import KedaStandIn
 from cli.local.launch import (
     POLL_SECONDS,
+    bindable,
     free_port,
     grpc_serving,
     redis_answers,
@@ -331,9 +331,4 @@ def last_line(log: Path) -> str:
 
 def usual_or_free(host: str, usual: int) -> int:
     """`usual` when nothing listens on it, else a free port."""
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, usual))
-        except OSError:
-            return free_port(host)
-    return usual
+    return usual if bindable(host, usual) else free_port(host)
