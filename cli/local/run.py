@@ -79,7 +79,11 @@ class Watch:
     read_seconds: float = 2.0
     next_read: float = 0.0
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, *, fresh: bool = False) -> None:
+        """Make the calls that are due; `fresh`: the work is read now whatever its schedule (a
+        back-off still holds), so that a row shown pairs the scaler's answer with work read
+        after it, never with work from before it (a chunk shown as waiting beside the answer
+        that let its worker go, although it had ended)."""
         if now >= self.next_discovery and self.discovery.due(now):
             try:
                 self.discover()
@@ -90,7 +94,7 @@ class Watch:
             else:
                 self.discovery.succeeded()
             self.next_discovery = now + self.discovery_seconds
-        if now >= self.next_read:
+        if fresh or now >= self.next_read:
             work = self.metrics.attempt(self.read, now)
             if work is not None:
                 self.work = work
@@ -113,6 +117,7 @@ def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, d
     )
     shown = dict[str, str]()
     said = dict[str, str]()
+    scaling: dict[str, Any] = {}
     # A terminal gets a live table; a log gets a line per change.
     with (
         Live(console=console, auto_refresh=False) if console.is_terminal else nullcontext() as live
@@ -121,13 +126,13 @@ def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, d
             demo.start()
         while not stopping.is_set():
             now = time.monotonic()
+            before, scaling = scaling, stack.keda.scaling()
             try:
-                looking.tick(now)
+                looking.tick(now, fresh=scaling != before)
             except LoginRefused as error:
                 print_error(error)
                 return USAGE_STATUS
             notes = stack.notes(now) + looking.notes(now)
-            scaling = stack.keda.scaling()
             if live is not None:
                 live.update(table(scaling, looking.work, notes), refresh=True)
             else:

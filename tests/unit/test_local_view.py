@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+from types import SimpleNamespace
 
+import pytest
 from rich.console import Console
 
+from cli.local import run, view
 from cli.local.keda import ModelScaling
 from cli.local.view import Work, changes, line, table
 
@@ -43,3 +47,51 @@ def test_only_changed_lines_are_said() -> None:
     shown = changes({}, {"M-1-1": SCALING}, {"M-1-1": WORK}, said.append)
     changes(shown, {"M-1-1": SCALING}, {"M-1-1": WORK}, said.append)
     assert said == [line("M-1-1", SCALING, WORK)]
+
+
+class MovingStack:
+    """A stack whose work ends while the view watches it: at each read of the stand-in, the
+    scaler's answer follows the work of that moment (a queued chunk, then none)."""
+
+    api_url = "http://api"
+    settings = SimpleNamespace(discovery_seconds=60.0)
+
+    def __init__(self) -> None:
+        self.moment = 0
+        self.keda = SimpleNamespace(scaling=self.scaling)
+
+    def queued(self) -> int:
+        return 1 if self.moment < 3 else 0
+
+    def scaling(self) -> dict[str, ModelScaling]:
+        self.moment += 1
+        return {"M-1-1": ModelScaling(replicas=1, metric=self.queued(), running=1)}
+
+    def work(self, api_url: str) -> dict[str, Work]:
+        return {"M-1-1": Work(analyses=1, pending=self.queued(), queued_or_running=self.queued())}
+
+    def discover(self) -> None:
+        pass
+
+    def notes(self, now: float) -> list[str]:
+        return []
+
+    def tend(self, now: float) -> None:
+        pass
+
+
+def test_a_line_pairs_the_scalers_answer_with_work_read_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stack = MovingStack()
+    monkeypatch.setattr(view, "read_work", stack.work)
+    monkeypatch.setattr(run, "REFRESH_SECONDS", 0.0)
+    output = io.StringIO()
+    ended = run.watch(
+        stack, threading.Event(), Console(file=output), lambda _: stack.moment >= 6, None
+    )
+    said = output.getvalue().splitlines()
+    assert ended == 0
+    assert any("desired 0" in text for text in said), said
+    # Never a chunk shown waiting beside the answer that let its worker go.
+    assert not [text for text in said if "desired 0" in text and "(1 queued" in text], said
