@@ -11,6 +11,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -163,33 +164,42 @@ def top_priority_waits(result: Pair) -> tuple[str, float, float] | None:
     return model, ours[model], upstream[model]
 
 
-# The ScaledObject timings tried: scale-down stabilization x cooldown, seconds. (With the HPA's
-# 15 s sync, a window under 15 s holds nothing and one of 16-30 s holds the last sync's answer.)
+# The ScaledObject timings tried: KEDA's polling interval x scale-down stabilization x cooldown,
+# seconds. (With the HPA's 15 s sync, a window under 15 s holds nothing and one of 16-30 s holds
+# the last sync's answer.)
+POLLING_INTERVALS = (5, 10)
 STABILIZATIONS = (0, 30, 60)
-COOLDOWNS = (10, 20, 30, 60, 120)
+COOLDOWNS = (5, 10, 20, 30, 60, 120)
 
 
 def sweep() -> None:
     runs = TARGET_RUNS + OPERATOR_RUNS
-    print("sweep: scaleDown stabilizationWindowSeconds x cooldownPeriod over every judged run")
     print(
-        f"{'stab':>5} {'cool':>5} {'worst makespan':>15} {'worst worker-s':>15} "
+        "sweep: pollingInterval x scaleDown stabilizationWindowSeconds x cooldownPeriod over "
+        "every judged run"
+    )
+    print(
+        f"{'poll':>5} {'stab':>5} {'cool':>5} {'worst makespan':>15} {'worst worker-s':>15} "
         f"{'chaz w-s':>9} {'fleet w-s':>10} {'churn':>6} {'fails':>6}"
     )
-    for stabilization in STABILIZATIONS:
-        for cooldown in COOLDOWNS:
-            keda = {"scale_down_stabilization": stabilization, "cooldown_period": cooldown}
-            pairs = [pair(name, variant, keda) for name, variant in runs]
-            by_label = {p.label: p for p in pairs}
-            print(
-                f"{stabilization:>5} {cooldown:>5} "
-                f"{max(p.makespan for p in pairs):>15.3f} "
-                f"{max(p.worker_seconds for p in pairs):>15.3f} "
-                f"{by_label['chaz'].worker_seconds:>9.3f} "
-                f"{by_label['fleet'].worker_seconds:>10.3f} "
-                f"{sum(p.ours.churn for p in pairs):>6} "
-                f"{sum(1 for p in pairs if p.failures()):>6}"
-            )
+    for timing in itertools.product(POLLING_INTERVALS, STABILIZATIONS, COOLDOWNS):
+        polling, stabilization, cooldown = timing
+        keda = {
+            "polling_interval": polling,
+            "scale_down_stabilization": stabilization,
+            "cooldown_period": cooldown,
+        }
+        pairs = [pair(name, variant, keda) for name, variant in runs]
+        by_label = {p.label: p for p in pairs}
+        print(
+            f"{polling:>5} {stabilization:>5} {cooldown:>5} "
+            f"{max(p.makespan for p in pairs):>15.3f} "
+            f"{max(p.worker_seconds for p in pairs):>15.3f} "
+            f"{by_label['chaz'].worker_seconds:>9.3f} "
+            f"{by_label['fleet'].worker_seconds:>10.3f} "
+            f"{sum(p.ours.churn for p in pairs):>6} "
+            f"{sum(1 for p in pairs if p.failures()):>6}"
+        )
     print()
 
 
