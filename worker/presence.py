@@ -7,13 +7,16 @@ writes it when Celery is ready, a daemon thread refreshes it, and it is deleted 
 worker killed with SIGKILL stops refreshing it, and it expires.
 
 Fields: `node` (the Celery node name), `pid` (the main process), `queue`, `slots` (tasks it runs
-at once: its --concurrency; a record without it counts 1), `idle_since` (unix time the last task
-ended, or the registration), and one `busy:<pool pid>` per pool process running a
-task, valued with the unix time the task started. A worker is busy while any `busy:` field is
-there; `since` is then the earliest of those starts, else `idle_since`. The pool processes write
-their own `busy:` field (task_prerun/task_postrun, which also fires when a task fails or
-retries); a pool process killed mid-task (a revoke with terminate, the OOM killer) leaves its
-field behind, and the main process's refresh removes the fields of pool processes that are gone.
+at once: its --concurrency; a record without it counts 1), `warming` ("1" while the worker
+fetches nothing yet because its pool processes are warming, worker/warm_gate.py; written by the
+main process only, whose gate it is; a record without it is not warming), `idle_since` (unix
+time the last task ended, or the registration), and one `busy:<pool pid>` per pool process
+running a task, valued with the unix time the task started. A worker is busy while any `busy:`
+field is there; `since` is then the earliest of those starts, else `idle_since`. The pool
+processes write their own `busy:` field (task_prerun/task_postrun, which also fires when a
+task fails or retries); a pool process killed mid-task (a revoke with terminate, the OOM killer)
+leaves its field behind, and the main process's refresh removes the fields of pool processes
+that are gone.
 
 Every write carries the identity fields and the TTL, so a record that expired while its worker
 was busy comes back whole, never as a hash without a TTL.
@@ -25,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "oasis:workers:"
 NODE, PID, QUEUE, IDLE_SINCE, SLOTS = "node", "pid", "queue", "idle_since", "slots"
+WARMING = "warming"
 BUSY_PREFIX = "busy:"
 Fields = dict[FieldT, EncodableT]
 # SCAN's COUNT: one round trip reads the keys of this many workers.
@@ -51,6 +55,7 @@ class WorkerPresence:
     busy: bool
     since: float  # unix time of the last busy/idle change
     slots: int = 1  # tasks it runs at once (its --concurrency)
+    warming: bool = False  # up, but fetching nothing until its pool processes are warm
 
 
 def key(node: str) -> str:
@@ -96,9 +101,8 @@ def parse(fields: Mapping[Any, Any]) -> WorkerPresence | None:
         return None
     if not node or not queue or slots < 1:
         return None
-    return WorkerPresence(
-        node=node, pid=pid, queue=queue, busy=bool(starts), since=since, slots=slots
-    )
+    warming = text.get(WARMING) == "1"
+    return WorkerPresence(node, pid, queue, bool(starts), since, slots, warming)
 
 
 def _text(value: Any) -> str:
@@ -117,16 +121,23 @@ class Presence:
         ttl_seconds: float,
         refresh_seconds: float,
         slots: int = 1,
+        warming: Callable[[], bool] | None = None,
     ) -> None:
         self.redis = redis
         self.node = node
         self.queue = queue
         self.slots = slots
+        # Whether the worker still fetches nothing (its warm gate): asked in the main process.
+        self.warming = warming
         self.pid = os.getpid()
         self.ttl_ms = max(1, round(ttl_seconds * 1000))
         self.refresh_seconds = refresh_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
+        # One refresh at a time, so that one reading the warm gate before it opened never
+        # writes after the refresh that says it opened.
+        self._refreshing = threading.Lock()
 
     @property
     def key(self) -> str:
@@ -139,6 +150,7 @@ class Presence:
 
     def start(self) -> None:
         """Register now, then refresh from a daemon thread until `stop`."""
+        self._started = True
         self.refresh()
         self._thread = threading.Thread(target=self._refresh_loop, name="presence", daemon=True)
         self._thread.start()
@@ -152,12 +164,23 @@ class Presence:
         except Exception:  # the record expires by itself
             log.warning("could not remove the worker record %s", self.key, exc_info=True)
 
+    def warmed(self) -> None:
+        """The warm gate opened: say so now, not at the next refresh (once registered)."""
+        if self._started:
+            self.refresh()
+
     def refresh(self) -> None:
-        """Rewrite the identity and the TTL; drop the busy marks of pool processes that are
-        gone. Never raises: a worker keeps working while Redis is away."""
+        """Rewrite the identity, whether the worker is warming, and the TTL; drop the busy marks
+        of pool processes that are gone. Never raises: a worker keeps working while Redis is
+        away."""
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
+            warming = self.warming is not None and self.warming()
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.key, mapping=self._identity())
+                pipe.hset(self.key, mapping={**self._identity(), WARMING: "1" if warming else "0"})
                 pipe.hsetnx(self.key, IDLE_SINCE, repr(time.time()))
                 pipe.pexpire(self.key, self.ttl_ms)
                 pipe.hkeys(self.key)

@@ -34,17 +34,29 @@ _open = threading.Event()
 _waiting: threading.Thread | None = None
 _pool_size = 1
 _wait_seconds = 0.0
+_on_open: Callable[[], object] | None = None
 
 
-def install(app: Celery, pool_size: int, wait_seconds: float) -> None:
+def install(
+    app: Celery,
+    pool_size: int,
+    wait_seconds: float,
+    on_open: Callable[[], object] | None = None,
+) -> None:
     """Hold the worker's fetches until its `pool_size` pool processes are warm, for at most
-    `wait_seconds` (0: no hold). Called in the worker's main process before Celery starts."""
-    global _warmed, _pool_size, _wait_seconds
+    `wait_seconds` (0: no hold), then call `on_open`. Called in the worker's main process before
+    Celery starts."""
+    global _warmed, _pool_size, _wait_seconds, _on_open
     if wait_seconds <= 0:
         return
     _warmed = multiprocessing.get_context("fork").Semaphore(0)
-    _pool_size, _wait_seconds = pool_size, wait_seconds
+    _pool_size, _wait_seconds, _on_open = pool_size, wait_seconds, on_open
     app.steps["consumer"].add(HoldUntilWarm)
+
+
+def holding() -> bool:
+    """Whether this worker still fetches nothing (in its main process, where the gate is)."""
+    return _warmed is not None and not _open.is_set()
 
 
 def warm_pool_process(warm_up: Callable[[], object]) -> None:
@@ -83,6 +95,8 @@ def _wait_for_pool() -> None:
         )
     else:
         log.info("pool processes warm after %.1f s: taking sub-tasks", took)
+    if _on_open is not None:
+        _on_open()
 
 
 class HoldUntilWarm(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -71,18 +71,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     runtime = configure_runtime(settings)
     app = configure_app(settings)
     node = node_name(settings)
-    presence.install(
-        presence.Presence(
-            runtime.redis,
-            node=node,
-            queue=settings.queue,
-            ttl_seconds=settings.presence_ttl_seconds,
-            refresh_seconds=settings.presence_refresh_seconds,
-            slots=settings.concurrency,
-        )
+    record = presence.Presence(
+        runtime.redis,
+        node=node,
+        queue=settings.queue,
+        ttl_seconds=settings.presence_ttl_seconds,
+        refresh_seconds=settings.presence_refresh_seconds,
+        slots=settings.concurrency,
+        warming=warm_gate.holding,
     )
+    presence.install(record)
     install_reconciler(settings)
-    warm_gate.install(app, settings.concurrency, settings.warm_up_wait_seconds)
+    warm_gate.install(
+        app, settings.concurrency, settings.warm_up_wait_seconds, on_open=record.warmed
+    )
     app.worker_main(
         [
             "worker",

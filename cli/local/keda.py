@@ -45,6 +45,7 @@ class ModelScaling:
     pushes: int = 0
     running: int = 0
     busy: int = 0
+    warming: int = 0
     stopping: int = 0
     # Replicas the machine's worker budget has no room for.
     not_started: int = 0
@@ -163,8 +164,8 @@ class KedaStandIn:
         counts = self.pool.counts(model)
         with self._lock:
             shown = self._shown[model]
-            shown.running, shown.busy, shown.stopping = counts.running, counts.busy, counts.stopping
-            shown.not_started = counts.not_started
+            shown.running, shown.busy, shown.warming = counts.running, counts.busy, counts.warming
+            shown.stopping, shown.not_started = counts.stopping, counts.not_started
 
     def _poll_if_due(self, model: str) -> None:
         with self._lock:

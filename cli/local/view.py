@@ -9,20 +9,22 @@ import requests
 from rich.table import Table
 
 from cli.local.keda import ModelScaling
-from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING, QUEUED_OR_RUNNING
+from scaler.metric_names import ANALYSES, MODEL_LABEL, PENDING, QUEUED, QUEUED_OR_RUNNING
 from scaler.sources import text_samples
 
 
 @dataclass(frozen=True)
 class Work:
     analyses: int = 0
-    # Sub-tasks still to run (pending, queued or running), and of those the ones on the queue or
-    # running now: a pending one waits for its stage, not for a worker.
+    # Sub-tasks still to run (pending, queued or running), of those the ones on the queue or
+    # running now (a pending one waits for its stage, not for a worker), and of those the ones on
+    # the queue: waiting for a worker.
     pending: int = 0
     queued_or_running: int = 0
+    queued: int = 0
 
 
-WORK_GAUGES = (ANALYSES, PENDING, QUEUED_OR_RUNNING)
+WORK_GAUGES = (ANALYSES, PENDING, QUEUED_OR_RUNNING, QUEUED)
 
 
 def read_work(api_url: str) -> dict[str, Work]:
@@ -57,11 +59,13 @@ def table(
         "analyses",
         "sub-tasks to run",
         "queued or running",
+        "waiting for a worker",
         "desired",
         "replicas",
     ):
         view.add_column(column, justify="left" if column == "model" else "right")
     view.add_column("workers (busy)", justify="right")
+    view.add_column("warming", justify="right")
     view.add_column("stopping", justify="right")
     view.add_column("note")
     for model in sorted(scaling):
@@ -71,23 +75,25 @@ def table(
             str(done.analyses),
             str(done.pending),
             str(done.queued_or_running),
+            str(done.queued),
             f"{shown.metric:g}",
             str(shown.replicas),
             f"{shown.running} ({shown.busy})",
+            str(shown.warming),
             str(shown.stopping),
             _note(shown),
         )
     if not scaling:
-        view.add_row("(no model registered yet)", *[""] * 8)
+        view.add_row("(no model registered yet)", *[""] * 10)
     return view
 
 
 def line(model: str, shown: ModelScaling, work: Work) -> str:
     return (
         f"{model}: analyses {work.analyses}, sub-tasks to run {work.pending} "
-        f"({work.queued_or_running} queued or running), desired "
-        f"{shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
-        f"({shown.busy} busy, {shown.stopping} stopping)"
+        f"({work.queued_or_running} queued or running, {work.queued} waiting for a worker), "
+        f"desired {shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
+        f"({shown.busy} busy, {shown.warming} warming, {shown.stopping} stopping)"
         + (f", {shown.not_started} not started (worker budget)" if shown.not_started else "")
         + (f", {shown.error}" if shown.error else "")
     )

@@ -91,6 +91,7 @@ def test_worker_is_present_busy_while_running_and_gone_after_stop(
             queue=queue,
             busy=False,
             since=idle.since,
+            warming=idle.warming,  # its pool processes warm for seconds: test_warm_gate.py
         )
         assert 0 < redis.pttl(presence.key(idle.node)) <= 60_000
         assert live_workers(redis, "another-queue") == []

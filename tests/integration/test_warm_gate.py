@@ -13,15 +13,18 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from redis import Redis
 
 from tests.support.numba import numba_cache_root
 from tests.support.polling import poll
 from tests.support.servers import worker_server
 from worker.messages import GENERATE_INPUTS_TASK
+from worker.presence import live_workers
 
 pytestmark = pytest.mark.integration
 RECEIVED = "] received"
 WARM_PROCESS = "tools warm"
+OPENED = "pool processes warm after"
 
 
 def run_one(tmp_path: Path, redis_url: str, queue: str, env: dict[str, str]) -> str:
@@ -49,7 +52,7 @@ def test_a_new_worker_takes_work_only_once_its_pool_processes_are_warm(
 ) -> None:
     text = run_one(tmp_path, redis_url, "warm-gate-1", {})
     received = text.index(RECEIVED)
-    opened = text.index("pool processes warm after")
+    opened = text.index(OPENED)
     assert opened < received
     assert text.count(WARM_PROCESS, 0, received) == 2
 
@@ -62,3 +65,31 @@ def test_a_warm_up_that_takes_too_long_does_not_keep_the_worker_from_work(
     env = {"OASIS_AUTOSCALER_WARM_UP_WAIT_SECONDS": "0.01"}
     text = run_one(tmp_path, redis_url, "warm-gate-2", env)
     assert text.index("0 of 2 pool processes warm after") < text.index(RECEIVED)
+
+
+def test_a_warming_worker_says_so_in_its_presence_until_its_gate_opens(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The record says `warming` from the worker's registration until its gate opens, and says
+    it no longer at once: not at the next refresh, a minute away here."""
+    queue, log = "warm-gate-3", tmp_path / "worker.log"
+    env = {
+        "OASIS_AUTOSCALER_PRESENCE_TTL_SECONDS": "120",
+        "OASIS_AUTOSCALER_PRESENCE_REFRESH_SECONDS": "60",
+    }
+    redis = Redis.from_url(redis_url)
+    (tmp_path / "data").mkdir()
+    with worker_server(
+        tmp_path / "data",
+        redis_url=redis_url,
+        queue=queue,
+        numba_cache_dir=numba_cache_root(),
+        concurrency=2,
+        env=env,
+        log_path=log,
+    ):
+        # Registered as Celery is ready; its pool processes then warm for seconds more.
+        poll(lambda: bool(live_workers(redis, queue)), "the worker registered", deadline=30)
+        assert live_workers(redis, queue)[0].warming, log.read_text()[-2000:]
+        poll(lambda: OPENED in log.read_text(), "the gate opened", deadline=120)
+        poll(lambda: not live_workers(redis, queue)[0].warming, "the record warm", deadline=5)

@@ -16,14 +16,14 @@ from cli.local.view import Work, changes, line, table
 
 SCALING = ModelScaling(replicas=3, metric=3, active=True, running=3, busy=2)
 # Four sub-tasks still to run, two of them on the queue or running: the others wait for their
-# stage (the steps after a chord), not for a worker.
-WORK = Work(analyses=1, pending=4, queued_or_running=2)
+# stage (the steps after a chord), not for a worker; one of the two waits for a worker.
+WORK = Work(analyses=1, pending=4, queued_or_running=2, queued=1)
 
 
 def test_a_line_tells_waiting_for_a_stage_from_waiting_for_a_worker() -> None:
     assert line("M-1-1", SCALING, WORK) == (
-        "M-1-1: analyses 1, sub-tasks to run 4 (2 queued or running), desired 3, replicas 3, "
-        "workers 3 (2 busy, 0 stopping)"
+        "M-1-1: analyses 1, sub-tasks to run 4 (2 queued or running, 1 waiting for a worker), "
+        "desired 3, replicas 3, workers 3 (2 busy, 0 warming, 0 stopping)"
     )
 
 
@@ -35,11 +35,8 @@ def test_the_table_shows_the_queued_or_running_column() -> None:
     header = next(row for row in rows if row and row[0] == "model")
     model = next(row for row in rows if row and row[0] == "M-1-1")
     shown = dict(zip(header, model, strict=True))
-    assert (shown["sub-tasks to run"], shown["queued or running"], shown["desired"]) == (
-        "4",
-        "2",
-        "3",
-    )
+    columns = ("sub-tasks to run", "queued or running", "waiting for a worker", "desired")
+    assert tuple(shown[column] for column in columns) == ("4", "2", "1", "3")
 
 
 def test_only_changed_lines_are_said() -> None:
@@ -68,7 +65,8 @@ class MovingStack:
         return {"M-1-1": ModelScaling(replicas=1, metric=self.queued(), running=1)}
 
     def work(self, api_url: str) -> dict[str, Work]:
-        return {"M-1-1": Work(analyses=1, pending=self.queued(), queued_or_running=self.queued())}
+        queued = self.queued()
+        return {"M-1-1": Work(analyses=1, pending=queued, queued_or_running=queued, queued=queued)}
 
     def discover(self) -> None:
         pass
