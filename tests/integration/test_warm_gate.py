@@ -9,6 +9,7 @@ and Celery says when it received the sub-task.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -27,22 +28,29 @@ WARM_PROCESS = "tools warm"
 OPENED = "pool processes warm after"
 
 
-def run_one(tmp_path: Path, redis_url: str, queue: str, env: dict[str, str]) -> str:
-    """Queue one sub-task, start a worker of 2 pool processes, and return its log once the
-    sub-task was received."""
-    Celery(broker=redis_url).send_task(GENERATE_INPUTS_TASK, args=[1], queue=queue)
+def two_process_worker(
+    tmp_path: Path, redis_url: str, queue: str, env: dict[str, str]
+) -> AbstractContextManager[object]:
+    """A worker of 2 pool processes on `queue`, logging to `tmp_path / "worker.log"`."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    log = tmp_path / "worker.log"
-    with worker_server(
+    return worker_server(
         data_dir,
         redis_url=redis_url,
         queue=queue,
         numba_cache_dir=numba_cache_root(),
         concurrency=2,
         env=env,
-        log_path=log,
-    ):
+        log_path=tmp_path / "worker.log",
+    )
+
+
+def run_one(tmp_path: Path, redis_url: str, queue: str, env: dict[str, str]) -> str:
+    """Queue one sub-task, start a worker of 2 pool processes, and return its log once the
+    sub-task was received."""
+    Celery(broker=redis_url).send_task(GENERATE_INPUTS_TASK, args=[1], queue=queue)
+    log = tmp_path / "worker.log"
+    with two_process_worker(tmp_path, redis_url, queue, env):
         poll(lambda: RECEIVED in log.read_text(), "the sub-task received", deadline=120)
     return log.read_text()
 
@@ -68,7 +76,7 @@ def test_a_warm_up_that_takes_too_long_does_not_keep_the_worker_from_work(
 
 
 def test_a_warming_worker_says_so_in_its_presence_until_its_gate_opens(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, redis: Redis
 ) -> None:
     """The record says `warming` from the worker's registration until its gate opens, and says
     it no longer at once: not at the next refresh, a minute away here."""
@@ -77,17 +85,7 @@ def test_a_warming_worker_says_so_in_its_presence_until_its_gate_opens(
         "OASIS_AUTOSCALER_PRESENCE_TTL_SECONDS": "120",
         "OASIS_AUTOSCALER_PRESENCE_REFRESH_SECONDS": "60",
     }
-    redis = Redis.from_url(redis_url)
-    (tmp_path / "data").mkdir()
-    with worker_server(
-        tmp_path / "data",
-        redis_url=redis_url,
-        queue=queue,
-        numba_cache_dir=numba_cache_root(),
-        concurrency=2,
-        env=env,
-        log_path=log,
-    ):
+    with two_process_worker(tmp_path, redis_url, queue, env):
         # Registered as Celery is ready; its pool processes then warm for seconds more.
         poll(lambda: bool(live_workers(redis, queue)), "the worker registered", deadline=30)
         assert live_workers(redis, queue)[0].warming, log.read_text()[-2000:]
