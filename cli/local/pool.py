@@ -36,7 +36,8 @@ class PoolCounts:
     busy: int = 0
     stopping: int = 0
     not_started: int = 0
-    # Up, but taking nothing until their pool processes are warm (worker/warm_gate.py).
+    # Running, but taking nothing yet: not registered (Celery still starting) or registered and
+    # warming its pool processes (worker/warm_gate.py).
     warming: int = 0
 
 
@@ -81,7 +82,8 @@ class WorkerPool:
         # Redis every tick would be the stack's heaviest work.
         presence = self._safe_presence(queue) if pids else []
         busy = sum(1 for w in presence if w.busy and w.pid in pids)
-        warming = sum(1 for w in presence if w.warming and w.pid in pids)
+        registered = {w.pid for w in presence if w.pid in pids}
+        warming = len(pids - registered) + sum(1 for w in presence if w.warming and w.pid in pids)
         waiting = self._not_started.get(queue, 0)
         return PoolCounts(len(running), busy, len(children) - len(running), waiting, warming)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from cli.local.pool import WorkerPool
 from cli.local.stack import last_line, usual_or_free
 from cli.local.supervisor import Supervisor
+from worker.presence import WorkerPresence
 
 
 def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> None:
@@ -65,3 +66,29 @@ def test_the_reason_of_an_exit_is_the_last_line_of_its_log(tmp_path: Path) -> No
     log.write_text("starting\nerror: [Errno 98] Address already in use\n\n")
     assert last_line(log) == "error: [Errno 98] Address already in use"
     assert last_line(tmp_path / "missing.log") == "(no log)"
+
+
+def test_workers_taking_nothing_yet_count_as_warming(tmp_path: Path) -> None:
+    """Of four running workers: one busy, one registered idle, one registered warming and one
+    not registered yet (Celery still starting). The last two take nothing yet."""
+    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
+    records: list[WorkerPresence] = []
+    pool = WorkerPool(
+        supervisor,
+        command=lambda queue: (["sleep", "60"], {}),
+        presence=lambda queue: records,
+        grace_seconds=5,
+    )
+    try:
+        pool.scale("a", 4)
+        busy, idle, warming, _ = (child.process.pid for child in supervisor.children)
+        records += [
+            WorkerPresence("a-1", busy, "a", busy=True, since=1.0),
+            WorkerPresence("a-2", idle, "a", busy=False, since=1.0),
+            WorkerPresence("a-3", warming, "a", busy=False, since=1.0, warming=True),
+            WorkerPresence("b-1", 1, "a", busy=False, since=1.0, warming=True),  # not ours
+        ]
+        counts = pool.counts("a")
+        assert (counts.running, counts.busy, counts.warming) == (4, 1, 2)
+    finally:
+        supervisor.stop_all(grace=5)
