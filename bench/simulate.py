@@ -182,8 +182,9 @@ def sweep() -> None:
         f"{'poll':>5} {'stab':>5} {'cool':>5} {'worst makespan':>15} {'worst worker-s':>15} "
         f"{'chaz w-s':>9} {'fleet w-s':>10} {'churn':>6} {'fails':>6}"
     )
-    for timing in itertools.product(POLLING_INTERVALS, STABILIZATIONS, COOLDOWNS):
-        polling, stabilization, cooldown = timing
+    for polling, stabilization, cooldown in itertools.product(
+        POLLING_INTERVALS, STABILIZATIONS, COOLDOWNS
+    ):
         keda = {
             "polling_interval": polling,
             "scale_down_stabilization": stabilization,

@@ -101,8 +101,15 @@ def parse(fields: Mapping[Any, Any]) -> WorkerPresence | None:
         return None
     if not node or not queue or slots < 1:
         return None
-    warming = text.get(WARMING) == "1"
-    return WorkerPresence(node, pid, queue, bool(starts), since, slots, warming)
+    return WorkerPresence(
+        node=node,
+        pid=pid,
+        queue=queue,
+        busy=bool(starts),
+        since=since,
+        slots=slots,
+        warming=text.get(WARMING) == "1",
+    )
 
 
 def _text(value: Any) -> str:
@@ -121,14 +128,14 @@ class Presence:
         ttl_seconds: float,
         refresh_seconds: float,
         slots: int = 1,
-        warming: Callable[[], bool] | None = None,
+        is_warming: Callable[[], bool] | None = None,
     ) -> None:
         self.redis = redis
         self.node = node
         self.queue = queue
         self.slots = slots
         # Whether the worker still fetches nothing (its warm gate): asked in the main process.
-        self.warming = warming
+        self.is_warming = is_warming
         self.pid = os.getpid()
         self.ttl_ms = max(1, round(ttl_seconds * 1000))
         self.refresh_seconds = refresh_seconds
@@ -159,10 +166,13 @@ class Presence:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.refresh_seconds + 5)
-        try:
-            self.redis.delete(self.key)
-        except Exception:  # the record expires by itself
-            log.warning("could not remove the worker record %s", self.key, exc_info=True)
+        # After any refresh under way (the warm gate's may come from another thread), and none
+        # after it: a record written back now would be a worker that has gone.
+        with self._refreshing:
+            try:
+                self.redis.delete(self.key)
+            except Exception:  # the record expires by itself
+                log.warning("could not remove the worker record %s", self.key, exc_info=True)
 
     def warmed(self) -> None:
         """The warm gate opened: say so now, not at the next refresh (once registered)."""
@@ -174,11 +184,12 @@ class Presence:
         of pool processes that are gone. Never raises: a worker keeps working while Redis is
         away."""
         with self._refreshing:
-            self._refresh()
+            if not self._stop.is_set():
+                self._refresh()
 
     def _refresh(self) -> None:
         try:
-            warming = self.warming is not None and self.warming()
+            warming = self.is_warming is not None and self.is_warming()
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self.key, mapping={**self._identity(), WARMING: "1" if warming else "0"})
                 pipe.hsetnx(self.key, IDLE_SINCE, repr(time.time()))

@@ -44,8 +44,8 @@ def install(
     on_open: Callable[[], object] | None = None,
 ) -> None:
     """Hold the worker's fetches until its `pool_size` pool processes are warm, for at most
-    `wait_seconds` (0: no hold), then call `on_open`. Called in the worker's main process before
-    Celery starts."""
+    `wait_seconds` (0: no hold), and call `on_open` when the hold ends (never without a hold).
+    Called in the worker's main process before Celery starts."""
     global _warmed, _pool_size, _wait_seconds, _on_open
     if wait_seconds <= 0:
         return

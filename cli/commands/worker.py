@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         ttl_seconds=settings.presence_ttl_seconds,
         refresh_seconds=settings.presence_refresh_seconds,
         slots=settings.concurrency,
-        warming=warm_gate.holding,
+        is_warming=warm_gate.holding,
     )
     presence.install(record)
     install_reconciler(settings)

@@ -38,10 +38,10 @@ SCALE_UP_PERCENT = 100
 # poll lets the scale to zero land soon after it (5 s for both: docs/simulate.md says why not).
 # No scale-down stabilization: the scaler's answer is exact (a worker is released only when no
 # queued or running sub-task needs it), so holding the highest recent answer only kept idle
-# workers (chaz 0.92x upstream's worker-seconds with 30 s, 0.90x without; three-analyses 0.95x
-# and 0.91x). Its cost is churn at stage boundaries, where the workers of a stage go during its
-# join and the next stage asks again (arrivals-over-hours 295 pods started within a minute of one
-# leaving, 178 with 30 s; `fleet` 31 and 12): a window pays only where joins and splits are
+# workers (chaz 0.900x upstream's worker-seconds with 30 s, 0.897x without; three-analyses 0.903x
+# and 0.889x). Its cost is churn at stage boundaries, where the workers of a stage go during its
+# join and the next stage asks again (arrivals-over-hours 290 pods started within a minute of one
+# leaving, 267 with 30 s; `fleet` 9 and 5): a window pays only where joins and splits are
 # shorter than a pod start, so it is a per-model choice (`manifests model
 # --scale-down-window-seconds`), not the default.
 POLLING_INTERVAL_SECONDS = 10

@@ -78,14 +78,26 @@ class WorkerPool:
         children = [c for c in self._workers.get(queue, []) if c in self.supervisor.children]
         running = [c for c in children if c.stopping_since is None]
         pids = {c.process.pid for c in running}
+        busy, warming = self._activity(queue, pids)
+        return PoolCounts(
+            running=len(running),
+            busy=busy,
+            stopping=len(children) - len(running),
+            not_started=self._not_started.get(queue, 0),
+            warming=warming,
+        )
+
+    def _activity(self, queue: str, pids: set[int]) -> tuple[int, int]:
+        """Of the running workers `pids`: how many are busy, and how many take nothing yet (not
+        registered, or warming). Both 0 when the broker cannot say."""
         # Asked only of a queue with workers: with a thousand idle models, a thousand reads of
         # Redis every tick would be the stack's heaviest work.
-        presence = self._safe_presence(queue) if pids else []
-        busy = sum(1 for w in presence if w.busy and w.pid in pids)
-        registered = {w.pid for w in presence if w.pid in pids}
-        warming = len(pids - registered) + sum(1 for w in presence if w.warming and w.pid in pids)
-        waiting = self._not_started.get(queue, 0)
-        return PoolCounts(len(running), busy, len(children) - len(running), waiting, warming)
+        presence = self._safe_presence(queue) if pids else None
+        if presence is None:
+            return 0, 0
+        records = [w for w in presence if w.pid in pids]
+        unregistered = len(pids - {w.pid for w in records})
+        return sum(w.busy for w in records), unregistered + sum(w.warming for w in records)
 
     def room(self) -> int:
         """Workers the budget still has room for (every queue's, stopping ones included)."""
@@ -116,13 +128,15 @@ class WorkerPool:
         self._workers.setdefault(queue, []).append(child)
 
     def _victims(self, queue: str, running: list[Child]) -> list[Child]:
-        state = {w.pid: BUSY if w.busy else IDLE for w in self._safe_presence(queue)}
+        # No broker: every worker ranks alike.
+        state = {w.pid: BUSY if w.busy else IDLE for w in self._safe_presence(queue) or ()}
         order = list(reversed(running))  # newest first within a rank (a stable sort keeps it)
         return sorted(order, key=lambda c: state.get(c.process.pid, UNREGISTERED))
 
-    def _safe_presence(self, queue: str) -> Sequence[WorkerPresence]:
+    def _safe_presence(self, queue: str) -> Sequence[WorkerPresence] | None:
+        """The workers' records; None when the broker cannot be read."""
         try:
             return self.presence(queue)
-        except (RedisError, OSError) as error:  # no broker: every worker ranks alike
+        except (RedisError, OSError) as error:
             log.warning("cannot read the workers' presence: %s", error)
-            return []
+            return None

@@ -78,12 +78,16 @@ class Watch:
     # this often, not at every refresh of the view.
     read_seconds: float = 2.0
     next_read: float = 0.0
+    # The scaler's answer changed since the work was last read: read it again as soon as the
+    # back-off lets, whatever the schedule.
+    owed: bool = False
 
     def tick(self, now: float, *, fresh: bool = False) -> None:
-        """Make the calls that are due; `fresh`: the work is read now whatever its schedule (a
-        back-off still holds), so that a row shown pairs the scaler's answer with work read
-        after it, never with work from before it (a chunk shown as waiting beside the answer
-        that let its worker go, although it had ended)."""
+        """Make the calls that are due; `fresh`: the scaler's answer has just changed, so the
+        work is read again (now, or once a failing read may be tried again) and a row pairs the
+        answer with work read after it, not with work from before it (a chunk shown as waiting
+        beside the answer that let its worker go, although it had ended)."""
+        self.owed = self.owed or fresh
         if now >= self.next_discovery and self.discovery.due(now):
             try:
                 self.discover()
@@ -94,10 +98,10 @@ class Watch:
             else:
                 self.discovery.succeeded()
             self.next_discovery = now + self.discovery_seconds
-        if fresh or now >= self.next_read:
+        if self.owed or now >= self.next_read:
             work = self.metrics.attempt(self.read, now)
             if work is not None:
-                self.work = work
+                self.work, self.owed = work, False
             self.next_read = now + self.read_seconds
 
     def notes(self, now: float) -> list[str]:
@@ -117,7 +121,7 @@ def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, d
     )
     shown = dict[str, str]()
     said = dict[str, str]()
-    scaling: dict[str, Any] = {}
+    answers: dict[str, tuple[float, int]] = {}
     # A terminal gets a live table; a log gets a line per change.
     with (
         Live(console=console, auto_refresh=False) if console.is_terminal else nullcontext() as live
@@ -126,9 +130,10 @@ def watch(stack: Any, stopping: threading.Event, console: Console, until: Any, d
             demo.start()
         while not stopping.is_set():
             now = time.monotonic()
-            before, scaling = scaling, stack.keda.scaling()
+            scaling = stack.keda.scaling()
+            before, answers = answers, {m: (s.metric, s.replicas) for m, s in scaling.items()}
             try:
-                looking.tick(now, fresh=scaling != before)
+                looking.tick(now, fresh=answers != before)
             except LoginRefused as error:
                 print_error(error)
                 return USAGE_STATUS

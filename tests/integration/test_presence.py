@@ -178,3 +178,31 @@ def test_malformed_records_are_skipped(redis: Redis, caplog: pytest.LogCaptureFi
         assert sum("malformed worker record" in r.message for r in caplog.records) == 9
     finally:
         redis.delete(*names)
+
+
+def test_the_warm_gate_is_said_at_once_and_never_after_the_worker_has_gone(redis: Redis) -> None:
+    """`warmed()` (the warm gate opening) rewrites the record at once, however far the next
+    refresh is; once stopped, neither it nor a refresh writes the record back."""
+    closed = [True]
+    record = presence.Presence(
+        redis,
+        node="q-w-1.1@h",
+        queue="q-w-1",
+        ttl_seconds=60,
+        refresh_seconds=60,
+        is_warming=lambda: closed[0],
+    )
+    record.warmed()  # before registration: nothing is written
+    assert live_workers(redis, "q-w-1") == []
+    record.start()
+    try:
+        assert only(live_workers(redis, "q-w-1")).warming
+        closed[0] = False
+        record.warmed()
+        assert not only(live_workers(redis, "q-w-1")).warming
+    finally:
+        record.stop()
+    assert live_workers(redis, "q-w-1") == []
+    record.warmed()
+    record.refresh()
+    assert live_workers(redis, "q-w-1") == []

@@ -86,7 +86,8 @@ def test_a_warming_worker_says_so_in_its_presence_until_its_gate_opens(
         "OASIS_AUTOSCALER_PRESENCE_REFRESH_SECONDS": "60",
     }
     with two_process_worker(tmp_path, redis_url, queue, env):
-        # Registered as Celery is ready; its pool processes then warm for seconds more.
+        # Registered as Celery is ready; its pool processes then warm for seconds more (each
+        # imports oasislmf, over a second alone), so the gate is still closed here.
         poll(lambda: bool(live_workers(redis, queue)), "the worker registered", deadline=30)
         assert live_workers(redis, queue)[0].warming, log.read_text()[-2000:]
         poll(lambda: OPENED in log.read_text(), "the gate opened", deadline=120)

@@ -7,6 +7,8 @@ import socket
 import time
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from cli.local.pool import WorkerPool
 from cli.local.stack import last_line, usual_or_free
 from cli.local.supervisor import Supervisor
@@ -90,5 +92,28 @@ def test_workers_taking_nothing_yet_count_as_warming(tmp_path: Path) -> None:
         ]
         counts = pool.counts("a")
         assert (counts.running, counts.busy, counts.warming) == (4, 1, 2)
+    finally:
+        supervisor.stop_all(grace=5)
+
+
+def test_without_the_broker_no_worker_is_said_busy_or_warming(tmp_path: Path) -> None:
+    """The records cannot be read: what the workers do is unknown, not "all warming"."""
+    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
+
+    def unreachable(queue: str) -> list[WorkerPresence]:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    pool = WorkerPool(
+        supervisor,
+        command=lambda queue: (["sleep", "60"], {}),
+        presence=unreachable,
+        grace_seconds=5,
+    )
+    try:
+        pool.scale("a", 2)
+        counts = pool.counts("a")
+        assert (counts.running, counts.busy, counts.warming) == (2, 0, 0)
+        pool.scale("a", 1)  # victims are still chosen, all ranked alike
+        assert pool.counts("a").running == 1
     finally:
         supervisor.stop_all(grace=5)

@@ -221,3 +221,19 @@ def test_the_machine_budget(cores: int, memory: int, workers: int) -> None:
     budget = worker_budget(cores, memory)
     assert budget.workers == workers
     assert f"{cores} cores" in budget.reason
+
+
+def test_a_read_owed_to_a_new_answer_is_retried_before_its_schedule() -> None:
+    """The scaler's answer changed and the read after it failed: the work is read again as soon
+    as the back-off allows, not at the next scheduled read."""
+    reading = Scripted([http_error(503)], answer={"model": "work"})
+    watch = Watch(Scripted([]), reading, discovery_seconds=60.0)
+    watch.tick(0.0)
+    assert reading.calls == 1 and watch.work == {}
+    watch.tick(FIRST_SECONDS / 2, fresh=True)  # the back-off holds it
+    assert reading.calls == 1 and watch.owed
+    watch.tick(FIRST_SECONDS + 0.01)  # before the next scheduled read (read_seconds = 2)
+    assert watch.read_seconds > FIRST_SECONDS + 0.01
+    assert reading.calls == 2 and watch.work == {"model": "work"} and not watch.owed
+    watch.tick(FIRST_SECONDS + 0.02)  # nothing owed, not scheduled: no read
+    assert reading.calls == 2
