@@ -46,20 +46,17 @@ def wait_for_command_naming(folder: Path, deadline: float = 60.0) -> list[str]:
 
 def alive(pid: int) -> bool:
     """Whether process `pid` runs (a zombie, exited but not yet reaped, does not)."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+    fields = _stat_fields(PROC / str(pid))
+    return fields is not None and fields[0] != "Z"
 
 
 def children(pid: int) -> list[int]:
-    """The live processes whose parent is `pid`."""
+    """The processes whose parent is `pid` (zombies included)."""
     return _with_stat(PARENT, pid)
 
 
 def in_session(session: int) -> list[int]:
-    """The live processes of session `session`."""
+    """The processes of session `session` (zombies included)."""
     return _with_stat(SESSION, session)
 
 
@@ -67,13 +64,20 @@ def _with_stat(field: int, value: int) -> list[int]:
     found = []
     for entry in PROC.iterdir():
         if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2 :].split()[field]) == value:
+            fields = _stat_fields(entry)
+            if fields is not None and int(fields[field]) == value:
                 found.append(int(entry.name))
     return found
+
+
+def _stat_fields(process: Path) -> list[str] | None:
+    """The fields of `process`'s /proc stat after its command (which may hold spaces and
+    parentheses): state first. None when it has gone."""
+    try:
+        stat = (process / "stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def wait_until_gone(pid: int, deadline: float = 30.0) -> None:
