@@ -28,7 +28,7 @@ from scaler.servicer import metric_name
 from scaler.settings import ScalerSettings
 from tests.support.numba import numba_cache_root
 from tests.support.servers import api_server, redis_server
-from tests.support.up import new_analysis, new_model, running_up, status
+from tests.support.up import LASTING_WORK, new_analysis, new_model, running_up, status
 from worker.demo_model import demo_locations, model_settings
 
 pytestmark = pytest.mark.e2e
@@ -235,7 +235,8 @@ LIVE_CHUNKING = {
 }
 
 
-# Real kernel runs on the loaded machine: a loss chunk takes from 5 s to 45 s.
+# Real kernel runs on the loaded machine, long enough that each model's workers are up while its
+# chunks still wait.
 @pytest.mark.timeout(900)
 def test_live_workers_of_two_models_never_exceed_the_budget(
     tmp_path: Path, pytestconfig: pytest.Config
@@ -253,10 +254,10 @@ def test_live_workers_of_two_models_never_exceed_the_budget(
             new_model(stack, scaling, LIVE_CHUNKING) for _ in range(2)
         )
         client = stack.client()
-        first = new_analysis(stack, low)
+        first = new_analysis(stack, low, work=LASTING_WORK)
         client.analyses.generate_and_run(first)
         answer_within(120, lambda: stack.workers(low_queue) == LIVE_BUDGET)
-        urgent = new_analysis(stack, high, priority=9)
+        urgent = new_analysis(stack, high, priority=9, work=LASTING_WORK)
         client.analyses.generate_and_run(urgent)
         most, high_workers = 0, 0
         stop = time.monotonic() + 900

@@ -18,7 +18,7 @@ import pytest
 
 from cli.keda.client import Answer, KedaClient
 from tests.support.numba import numba_cache_root
-from tests.support.up import LiveStack, new_analysis, running_up, status
+from tests.support.up import LASTING_WORK, LiveStack, new_analysis, running_up, status
 from tests.support.up import new_model as support_new_model
 
 pytestmark = pytest.mark.e2e
@@ -185,7 +185,8 @@ HOLD_CHUNKING = {
 HOLD_CAP = 3
 
 
-# Real kernel runs on the loaded machine: a loss chunk takes from 5 s to 45 s.
+# Real kernel runs on the loaded machine, long enough that the workers started for its chunks are
+# up while chunks still wait (the demo's analysis can end before they are).
 @pytest.mark.timeout(900)
 def test_dynamic_tasks_stops_no_worker_while_its_chunks_wait(live: LiveStack) -> None:
     """While a chunk of the model waits on its queue, its workers are never fewer than a moment
@@ -197,7 +198,7 @@ def test_dynamic_tasks_stops_no_worker_while_its_chunks_wait(live: LiveStack) ->
         "worker_count_min": 1,
     }
     model, queue = support_new_model(live, scaling, HOLD_CHUNKING)
-    analysis = new_analysis(live, model)
+    analysis = new_analysis(live, model, work=LASTING_WORK)
     live.client().analyses.generate_and_run(analysis)
     names = ("oasis_model_queued_or_running_sub_tasks", "oasis_model_busy_workers")
     previous: tuple[float, int] | None = None  # (chunks waiting, live workers)

@@ -33,6 +33,21 @@ FAST = {
 }
 
 
+@dataclass(frozen=True)
+class Work:
+    """How much an analysis asks of the kernel."""
+
+    locations: int
+    samples: int
+
+
+# The demo's: with one warm worker the whole analysis takes a few seconds.
+DEMO_WORK = Work(locations=10, samples=10)
+# About 40 s with one warm worker (30 s of it the loss stage): long enough that workers started
+# for its chunks are up while chunks still wait, however quick the machine.
+LASTING_WORK = Work(locations=30, samples=2000)
+
+
 @dataclass
 class LiveStack:
     api_url: str
@@ -120,11 +135,13 @@ def _known(keda: KedaClient, queue: str) -> bool:
     return True
 
 
-def new_analysis(stack: LiveStack, model: int, priority: int | None = None) -> int:
+def new_analysis(
+    stack: LiveStack, model: int, priority: int | None = None, work: Work = DEMO_WORK
+) -> int:
     client = stack.client()
     portfolio = client.portfolios.create(f"p-{uuid.uuid4().hex[:6]}").json()["id"]
     client.portfolios.location_file.post(
-        portfolio, demo_locations(10).encode(), content_type="text/csv"
+        portfolio, demo_locations(work.locations).encode(), content_type="text/csv"
     )
     analyses = client.analyses
     if priority is None:
@@ -135,7 +152,7 @@ def new_analysis(stack: LiveStack, model: int, priority: int | None = None) -> i
         created = analyses.session.post(analyses.url_endpoint, json=body)
         assert created.status_code == 201, created.text
         analysis = created.json()["id"]
-    analyses.settings.post(analysis, demo_analysis_settings())
+    analyses.settings.post(analysis, demo_analysis_settings(work.samples))
     return analysis
 
 
