@@ -18,14 +18,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 
 from cli.keda.client import KedaClient
 from cli.keda.timing import KedaTiming, ScaledObjectModel
 from cli.local.backoff import Backoff
-from cli.local.pool import WorkerPool
+from cli.local.pool import PoolCounts, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,8 @@ class ModelScaling:
     active: bool = False
     error: str = ""
     pushes: int = 0
-    running: int = 0
-    busy: int = 0
-    warming: int = 0
-    stopping: int = 0
-    # Replicas the machine's worker budget has no room for.
-    not_started: int = 0
+    # Its workers as the pool last counted them.
+    workers: PoolCounts = field(default_factory=PoolCounts)
 
 
 @dataclass
@@ -112,7 +108,7 @@ class KedaStandIn:
 
     def scaling(self) -> dict[str, ModelScaling]:
         with self._lock:
-            return {model: ModelScaling(**vars(shown)) for model, shown in self._shown.items()}
+            return {model: replace(shown) for model, shown in self._shown.items()}
 
     def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -163,9 +159,7 @@ class KedaStandIn:
     def _count(self, model: str) -> None:
         counts = self.pool.counts(model)
         with self._lock:
-            shown = self._shown[model]
-            shown.running, shown.busy, shown.warming = counts.running, counts.busy, counts.warming
-            shown.stopping, shown.not_started = counts.stopping, counts.not_started
+            self._shown[model].workers = counts
 
     def _poll_if_due(self, model: str) -> None:
         with self._lock:

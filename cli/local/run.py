@@ -183,7 +183,10 @@ class DemoThread:
         """The analysis ended and the stand-in has stopped every worker again."""
         if self.error:
             return True
-        idle = all(s.replicas == 0 and s.running == 0 and s.stopping == 0 for s in scaling.values())
+        idle = all(
+            s.replicas == 0 and s.workers.running == 0 and s.workers.stopping == 0
+            for s in scaling.values()
+        )
         return self.done.is_set() and idle
 
     def _run(self) -> None:

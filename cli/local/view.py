@@ -70,6 +70,7 @@ def table(
     view.add_column("note")
     for model in sorted(scaling):
         shown, done = scaling[model], work.get(model, Work())
+        workers = shown.workers
         view.add_row(
             model,
             str(done.analyses),
@@ -78,9 +79,9 @@ def table(
             str(done.queued),
             f"{shown.metric:g}",
             str(shown.replicas),
-            f"{shown.running} ({shown.busy})",
-            str(shown.warming),
-            str(shown.stopping),
+            f"{workers.running} ({workers.busy})",
+            str(workers.warming),
+            str(workers.stopping),
             _note(shown),
         )
     if not scaling:
@@ -89,20 +90,21 @@ def table(
 
 
 def line(model: str, shown: ModelScaling, work: Work) -> str:
+    workers = shown.workers
     return (
         f"{model}: analyses {work.analyses}, sub-tasks to run {work.pending} "
         f"({work.queued_or_running} queued or running, {work.queued} waiting for a worker), "
-        f"desired {shown.metric:g}, replicas {shown.replicas}, workers {shown.running} "
-        f"({shown.busy} busy, {shown.warming} warming, {shown.stopping} stopping)"
-        + (f", {shown.not_started} not started (worker budget)" if shown.not_started else "")
+        f"desired {shown.metric:g}, replicas {shown.replicas}, workers {workers.running} "
+        f"({workers.busy} busy, {workers.warming} warming, {workers.stopping} stopping)"
+        + (f", {workers.not_started} not started (worker budget)" if workers.not_started else "")
         + (f", {shown.error}" if shown.error else "")
     )
 
 
 def _note(shown: ModelScaling) -> str:
     parts = [f"[red]{shown.error}[/]"] if shown.error else ["active" if shown.active else "idle"]
-    if shown.not_started:
-        parts.append(f"[yellow]{shown.not_started} not started (worker budget)[/]")
+    if shown.workers.not_started:
+        parts.append(f"[yellow]{shown.workers.not_started} not started (worker budget)[/]")
     return ", ".join(parts)
 
 

@@ -12,9 +12,10 @@ from rich.console import Console
 
 from cli.local import run, view
 from cli.local.keda import ModelScaling
+from cli.local.pool import PoolCounts
 from cli.local.view import Work, changes, line, table
 
-SCALING = ModelScaling(replicas=3, metric=3, active=True, running=3, busy=2)
+SCALING = ModelScaling(replicas=3, metric=3, active=True, workers=PoolCounts(running=3, busy=2))
 # Four sub-tasks still to run, two of them on the queue or running: the others wait for their
 # stage (the steps after a chord), not for a worker; one of the two waits for a worker.
 WORK = Work(analyses=1, pending=4, queued_or_running=2, queued=1)
@@ -62,7 +63,9 @@ class MovingStack:
 
     def scaling(self) -> dict[str, ModelScaling]:
         self.moment += 1
-        return {"M-1-1": ModelScaling(replicas=1, metric=self.queued(), running=1)}
+        return {
+            "M-1-1": ModelScaling(replicas=1, metric=self.queued(), workers=PoolCounts(running=1))
+        }
 
     def work(self, api_url: str) -> dict[str, Work]:
         queued = self.queued()
