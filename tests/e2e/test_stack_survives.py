@@ -37,13 +37,18 @@ def start_up(tmp_path: Path, pytestconfig: pytest.Config, *flags: str) -> tuple[
     return up, url
 
 
+# A loss chunk of this analysis runs for seconds on a warm worker (the demo's, half a second),
+# long enough to be seen running and killed under.
+SAMPLES = 1000
+
+
 def run_analysis(client: APIClient, model: int, name: str) -> int:
     portfolio = client.portfolios.create(name).json()["id"]
     client.portfolios.location_file.post(
         portfolio, demo_locations(10).encode(), content_type="text/csv"
     )
     analysis = client.analyses.create(name, portfolio, model).json()["id"]
-    client.analyses.settings.post(analysis, demo_analysis_settings())
+    client.analyses.settings.post(analysis, demo_analysis_settings(SAMPLES))
     client.analyses.generate_and_run(analysis)
     return int(analysis)
 

@@ -106,11 +106,16 @@ def test_worker_is_present_busy_while_running_and_gone_after_stop(
     assert live_workers(redis, queue) == []
 
 
+TTL = 3.0
+
+
 def test_killed_worker_expires_and_others_stay(
     tmp_path: Path, redis_url: str, redis: Redis
 ) -> None:
     queue = "acme-flood-2"
-    env = presence_env(ttl=1.5, refresh=0.3)
+    # Ten refreshes to a TTL: the survivor's record outlives a refresh starved for seconds by
+    # the two workers' warm-ups on a loaded machine.
+    env = presence_env(ttl=TTL, refresh=0.3)
     with (
         worker(tmp_path, redis_url, queue, env) as (_, kept),
         worker(tmp_path, redis_url, queue, env) as (_, killed),
@@ -122,7 +127,7 @@ def test_killed_worker_expires_and_others_stay(
         left = poll(lambda: live_workers(redis, queue), lambda w: len(w) == 1, "killed one gone")
         assert only(left).pid == kept
         # The survivor keeps refreshing: present all along, for longer than a TTL.
-        stop = time.monotonic() + 2.0
+        stop = time.monotonic() + TTL + 0.5
         while time.monotonic() < stop:
             assert only(live_workers(redis, queue)).pid == kept
             time.sleep(0.1)  # sampling over a period, not waiting for a state
