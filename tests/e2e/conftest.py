@@ -73,8 +73,8 @@ def new_model(stack: Stack) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def new_analysis(stack: Stack) -> Callable[[dict[str, Any], int], int]:
-    def make(model: dict[str, Any], locations: int = 10) -> int:
+def new_analysis(stack: Stack) -> Callable[..., int]:
+    def make(model: dict[str, Any], locations: int = 10, samples: int = 10) -> int:
         client = stack.client()
         portfolio = client.portfolios.create(f"p-{uuid.uuid4().hex[:6]}").json()["id"]
         client.portfolios.location_file.post(
@@ -83,7 +83,7 @@ def new_analysis(stack: Stack) -> Callable[[dict[str, Any], int], int]:
         analysis = client.analyses.create(
             f"a-{uuid.uuid4().hex[:6]}", portfolio, model["id"]
         ).json()["id"]
-        client.analyses.settings.post(analysis, demo_analysis_settings())
+        client.analyses.settings.post(analysis, demo_analysis_settings(samples))
         return int(analysis)
 
     return make

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,9 +35,9 @@ from worker.storage import Storage
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 300.0
-# A killed worker's kernel processes are gone within this many seconds: well under the time a
-# chunk's kernel runs (about 10 s here), so one left running on its own is caught. A cancel's
-# revoke goes through the broker first (left alone, a revoked chunk's kernel was seen to hang).
+# A killed worker's processes are gone within this many seconds, its warm processes (which never
+# end by themselves) and their tools among them. A cancel's revoke goes through the broker first
+# (left alone, a revoked chunk's kernel was seen to hang).
 KILLED_DEADLINE = 5.0
 CANCELLED_DEADLINE = 30.0
 REL_TOL = 1e-6
@@ -214,9 +215,14 @@ def test_a_worker_killed_mid_chunk_loses_nothing(
     with stack.worker(model["queue_name"], env=fast_redelivery) as victim:
         client.analyses.run(analysis)
         running = stopped_mid_chunk(stack, analysis, victim.pid)
+        # Its pool processes, their warm processes and guards, and the tools running the chunk.
+        descendants = psutil.Process(victim.pid).children(recursive=True)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
-    # Nothing of the killed worker's chunk runs on, writing into the run folder.
+    # Nothing of the killed worker runs on: a warm process lives until its owner goes, so one
+    # left behind is caught however short the chunk. Nothing writes into the run folder.
+    _, left = psutil.wait_procs(descendants, timeout=KILLED_DEADLINE)
+    assert not left, [_described(p) for p in left]
     wait_until_unused(run_dir(stack, analysis), KILLED_DEADLINE)
     with stack.worker(model["queue_name"], env=fast_redelivery, concurrency=2):
         details = wait_for_status(stack, analysis, {"RUN_COMPLETED", "RUN_ERROR"})
@@ -225,6 +231,13 @@ def test_a_worker_killed_mid_chunk_loses_nothing(
     assert tasks[running["slug"]]["status"] == "COMPLETED"
     assert tasks[running["slug"]]["worker"] != running["worker"]
     assert_same_outputs(reference, outputs(stack, analysis, tmp_path))
+
+
+def _described(process: psutil.Process) -> str:
+    try:
+        return f"{process.pid} {' '.join(process.cmdline())}"
+    except psutil.Error:
+        return str(process.pid)
 
 
 def stopped_mid_chunk(stack: Stack, analysis: int, worker: int) -> dict[str, Any]:
@@ -255,7 +268,9 @@ def test_a_cancelled_run_leaves_nothing_queued(
     new_analysis: Callable[..., int],
 ) -> None:
     model = new_model({**FIXED, "fixed_analysis_chunks": 8})
-    analysis = new_analysis(model)
+    # Chunks of a second or more: the cancel lands while some still wait (warm, the demo's take
+    # half a second each).
+    analysis = new_analysis(model, samples=1000)
     client = stack.client()
     with stack.worker(model["queue_name"]):
         assert client.run_generate(analysis, poll_interval=0.5) is True
