@@ -43,8 +43,8 @@ class Work:
 
 # The demo's: with one warm worker the whole analysis takes a few seconds.
 DEMO_WORK = Work(locations=10, samples=10)
-# About 40 s with one warm worker (30 s of it the loss stage): long enough that workers started
-# for its chunks are up while chunks still wait, however quick the machine.
+# 38 s on one warm worker here, most of it the loss stage: long enough that workers started for
+# its chunks are up while chunks still wait, however quick the machine.
 LASTING_WORK = Work(locations=30, samples=2000)
 
 
