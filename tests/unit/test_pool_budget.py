@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -15,16 +17,29 @@ from cli.local.supervisor import Supervisor
 from worker.presence import WorkerPresence
 
 
-def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> None:
+@contextmanager
+def sleeping_pool(
+    tmp_path: Path,
+    presence: Callable[[str], Sequence[WorkerPresence]] = lambda queue: [],
+    limit: int | None = None,
+) -> Iterator[tuple[Supervisor, WorkerPool]]:
+    """A pool whose workers are real processes that only sleep, all stopped on exit."""
     supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
     pool = WorkerPool(
         supervisor,
         command=lambda queue: (["sleep", "60"], {}),
-        presence=lambda queue: [],
+        presence=presence,
         grace_seconds=5,
-        limit=3,
+        limit=limit,
     )
     try:
+        yield supervisor, pool
+    finally:
+        supervisor.stop_all(grace=5)
+
+
+def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> None:
+    with sleeping_pool(tmp_path, limit=3) as (supervisor, pool):
         pool.scale("a", 2)
         pool.scale("b", 2)
         assert (pool.counts("a").running, pool.counts("a").not_started) == (2, 0)
@@ -48,8 +63,6 @@ def test_replicas_beyond_the_budget_are_counted_not_started(tmp_path: Path) -> N
             supervisor.reap(5)
             time.sleep(0.05)  # polling with a deadline
         assert pool.counts("b").running == 2
-    finally:
-        supervisor.stop_all(grace=5)
     assert (tmp_path / "sessions").read_text() == ""
 
 
@@ -73,15 +86,8 @@ def test_the_reason_of_an_exit_is_the_last_line_of_its_log(tmp_path: Path) -> No
 def test_workers_taking_nothing_yet_count_as_warming(tmp_path: Path) -> None:
     """Of four running workers: one busy, one registered idle, one registered warming and one
     not registered yet (Celery still starting). The last two take nothing yet."""
-    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
     records: list[WorkerPresence] = []
-    pool = WorkerPool(
-        supervisor,
-        command=lambda queue: (["sleep", "60"], {}),
-        presence=lambda queue: records,
-        grace_seconds=5,
-    )
-    try:
+    with sleeping_pool(tmp_path, lambda queue: records) as (supervisor, pool):
         pool.scale("a", 4)
         busy, idle, warming, _ = (child.process.pid for child in supervisor.children)
         records += [
@@ -92,28 +98,17 @@ def test_workers_taking_nothing_yet_count_as_warming(tmp_path: Path) -> None:
         ]
         counts = pool.counts("a")
         assert (counts.running, counts.busy, counts.warming) == (4, 1, 2)
-    finally:
-        supervisor.stop_all(grace=5)
 
 
 def test_without_the_broker_no_worker_is_said_busy_or_warming(tmp_path: Path) -> None:
     """The records cannot be read: what the workers do is unknown, not "all warming"."""
-    supervisor = Supervisor(tmp_path / "logs", sessions_file=tmp_path / "sessions")
 
     def unreachable(queue: str) -> list[WorkerPresence]:
         raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    pool = WorkerPool(
-        supervisor,
-        command=lambda queue: (["sleep", "60"], {}),
-        presence=unreachable,
-        grace_seconds=5,
-    )
-    try:
+    with sleeping_pool(tmp_path, unreachable) as (_, pool):
         pool.scale("a", 2)
         counts = pool.counts("a")
         assert (counts.running, counts.busy, counts.warming) == (2, 0, 0)
         pool.scale("a", 1)  # victims are still chosen, all ranked alike
         assert pool.counts("a").running == 1
-    finally:
-        supervisor.stop_all(grace=5)
