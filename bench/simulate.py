@@ -2,30 +2,39 @@
 checked against the targets, and the budget traces with fair-share preemption, reported; with
 --sweep, the ScaledObject timings tried; with --phases, each judged trace started at every
 second of one HPA sync period; with --capacity, where the budget traces' workers and budget go;
-and the time the simulator takes for 1,000 models x 100 analyses.
+with --random N, N traces drawn at random (bench/random_traces.py); and the time the simulator
+takes for 1,000 models x 100 analyses.
 
 Run from the repository root:
-.venv/bin/python bench/simulate.py [--sweep] [--phases] [--capacity] [--check]
+.venv/bin/python bench/simulate.py [--sweep] [--phases] [--capacity] [--random N] [--check]
+.venv/bin/python bench/simulate.py --random-trace SEED  # that trace, as YAML
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.commands.simulate import load_traces
-from cli.simulate.engine import Result, Simulation
-from cli.simulate.ours import KedaScaling
-from cli.simulate.trace import Trace, merged
-from cli.simulate.upstream import UpstreamScaling
-from cli.simulate.workload import analyses_of
+import yaml
 
-TRACES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traces"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench.random_traces is not an installed package
+
+from bench.random_traces import random_trace  # noqa: E402
+from cli.commands.simulate import load_traces  # noqa: E402
+from cli.simulate.engine import Result, Simulation  # noqa: E402
+from cli.simulate.ours import KedaScaling  # noqa: E402
+from cli.simulate.trace import Trace, merged  # noqa: E402
+from cli.simulate.upstream import UpstreamScaling  # noqa: E402
+from cli.simulate.workload import analyses_of  # noqa: E402
+
+TRACES = REPO / "docs" / "examples" / "traces"
 VARIANTS = TRACES / "variants"
 # (trace, variant or None): the runs the targets apply to, at our ScaledObject's default timing.
 TARGET_RUNS: list[tuple[str, str | None]] = [
@@ -240,6 +249,59 @@ def phases() -> None:
     print("ratios: ours / upstream, each pair run with the same arrivals\n")
 
 
+# The random traces' summary: the slowest this many against upstream are named by their seed.
+SLOWEST = 5
+
+
+def with_window(trace: Trace) -> Trace:
+    """`trace` with a scale-down stabilization window of one pod start-up on every model: a
+    worker left idle is kept about as long as starting a new one would take."""
+    window = {"scale_down_stabilization": trace.keda.pod_startup}
+    return Trace.model_validate(merged(trace.model_dump(), {"keda": window}))
+
+
+def randoms(count: int) -> None:
+    """Both rules on `count` traces drawn at random: how ours compares with upstream on work
+    whose shape nobody chose, at our ScaledObject's timing and with a window of one pod start."""
+    print(
+        f"traces nobody chose: {count} drawn at random (bench/random_traces.py, seeds 0-"
+        f"{count - 1}), ours / upstream in the same run"
+    )
+    print(
+        f"{'rules':<40} {'ratio':<9} {'mean':>6} {'p50':>6} {'p90':>6} {'max':>6} "
+        f"{'> 1.00':>7} {'> 1.02':>7}"
+    )
+    variants = (("ours", lambda trace: trace), ("ours, window of one pod start", with_window))
+    for label, change in variants:
+        ratios: dict[int, tuple[float, float]] = {}
+        for seed in range(count):
+            drawn = random_trace(seed)
+            ours = Simulation(change(drawn), KedaScaling(change(drawn)), record=False).run()
+            upstream = Simulation(drawn, UpstreamScaling(drawn), record=False).run()
+            ratios[seed] = (
+                ours.worker_seconds / upstream.worker_seconds,
+                ours.makespan / upstream.makespan,
+            )
+        for column, name in ((0, "worker-s"), (1, "makespan")):
+            _distribution(label, name, [r[column] for r in ratios.values()])
+        slowest = sorted(ratios, key=lambda seed: -ratios[seed][1])[:SLOWEST]
+        print(
+            "  slowest (seed: makespan, worker-s): "
+            + "; ".join(f"{s}: {ratios[s][1]:.3f}, {ratios[s][0]:.3f}" for s in slowest)
+        )
+    print("window: each model's scale-down stabilization set to the trace's pod start-up\n")
+
+
+def _distribution(label: str, name: str, values: list[float]) -> None:
+    ordered = sorted(values)
+    over = [sum(v > limit for v in values) / len(values) for limit in (1.0, MAKESPAN_RATIO)]
+    print(
+        f"{label:<40} {name:<9} {statistics.fmean(values):>6.3f} "
+        f"{statistics.median(values):>6.3f} {ordered[int(0.9 * (len(values) - 1))]:>6.3f} "
+        f"{ordered[-1]:>6.3f} {over[0]:>7.0%} {over[1]:>7.0%}"
+    )
+
+
 def busy_seconds(trace: Trace) -> dict[str, float]:
     """Per model, the seconds its sub-tasks run: what a worker is busy for, whoever scales."""
     names = list(trace.models)
@@ -360,8 +422,16 @@ def main() -> int:
     parser.add_argument(
         "--capacity", action="store_true", help="also say where the budget traces' workers go"
     )
+    parser.add_argument("--random", type=int, metavar="N", help="also run N traces drawn at random")
+    parser.add_argument(
+        "--random-trace", type=int, metavar="SEED", help="print the random trace SEED as YAML"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
+    if args.random_trace is not None:
+        drawn = random_trace(args.random_trace).model_dump(mode="json", exclude_defaults=True)
+        print(yaml.safe_dump(drawn, sort_keys=False), end="")
+        return 0
     passed = report("targets: the shipped traces at our ScaledObject's timing", TARGET_RUNS, True)
     passed &= report("targets: traces an operator meets", OPERATOR_RUNS, True)
     report("KEDA's default cooldown (300 s), for its cost", COOLDOWN_RUNS, False)
@@ -372,6 +442,8 @@ def main() -> int:
         phases()
     if args.capacity:
         capacity()
+    if args.random:
+        randoms(args.random)
     passed &= scale()
     return 1 if args.check and not passed else 0
 
