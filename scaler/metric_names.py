@@ -18,6 +18,9 @@ PENDING = "oasis_model_pending_sub_tasks"
 RECORDED = "oasis_model_recorded_sub_tasks"
 QUEUED_OR_RUNNING = "oasis_model_queued_or_running_sub_tasks"
 QUEUED = "oasis_model_queued_sub_tasks"
+UNQUEUED_CHUNKS = "oasis_model_unqueued_chunks"
+JOINING_CHUNKS = "oasis_model_joining_chunks"
+STAGE_GAP = "oasis_model_stage_gap_seconds"
 WORKER_SLOTS = "oasis_model_worker_slots"
 QUEUE_MESSAGES = "oasis_model_queue_messages"
 SCALING_INFO = "oasis_model_scaling_info"
@@ -36,7 +39,15 @@ SCALING_GAUGES: Mapping[str, str] = {
     "oasis_model_chunks_per_worker": "chunks_per_worker",
 }
 # A model's work, as the scaling strategies count it.
-WORK_GAUGES: tuple[str, ...] = (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUED)
+WORK_GAUGES: tuple[str, ...] = (
+    ANALYSES,
+    PENDING,
+    RECORDED,
+    QUEUED_OR_RUNNING,
+    QUEUED,
+    UNQUEUED_CHUNKS,
+    JOINING_CHUNKS,
+)
 # What the model's workers are: sub-tasks each runs at once, and how many are present (the
 # fleet budget counts them until they leave).
 WORKER_GAUGES: tuple[str, ...] = (WORKER_SLOTS, WORKERS)
@@ -44,6 +55,7 @@ WORKER_GAUGES: tuple[str, ...] = (WORKER_SLOTS, WORKERS)
 SCALER_INPUTS: tuple[str, ...] = (
     SCALING_INFO,
     *WORK_GAUGES,
+    STAGE_GAP,
     *WORKER_GAUGES,
     *SCALING_GAUGES,
     ANALYSES_BY_PRIORITY,
@@ -57,6 +69,12 @@ HELP: Mapping[str, str] = {
     "earlier stage included, cancelled ones not (the upstream controller's count).",
     QUEUED_OR_RUNNING: "Sub-tasks of the model queued or running now.",
     QUEUED: "Sub-tasks of the model on its queue now, waiting for a worker (not running).",
+    UNQUEUED_CHUNKS: "Chunk sub-tasks of the model recorded and not queued yet: the chunks its "
+    "splits are about to queue.",
+    JOINING_CHUNKS: "Chunk sub-tasks of the model's input stages that have none left to queue or "
+    "start: their last chunks run, then the join (the losses stage may follow).",
+    STAGE_GAP: "Seconds from the last input chunk ending to the first loss chunk queued, in the "
+    "model's latest analysis to have both (left out until one has).",
     WORKER_SLOTS: "Sub-tasks one live worker of the model runs at once (its concurrency; the "
     "largest among its live workers, left out when none is live).",
     QUEUE_MESSAGES: "Messages of the model's Redis queue: the list, its priority lists and the "

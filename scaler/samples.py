@@ -16,6 +16,9 @@ Rules:
   or running as queued.
   `oasis_model_worker_slots` is 1 when not published (no live worker says), and
   `oasis_model_workers` (present workers) counts against the fleet budget.
+- `oasis_model_unqueued_chunks` and `oasis_model_joining_chunks` count 0 when not published (an
+  older publisher, the exporter), and `oasis_model_stage_gap_seconds` is unknown: the rule then
+  answers as before them. A gap that is not a number of seconds, 0 or more, is unknown too.
 - A model's priority is the highest `priority` label of its `oasis_model_analyses_by_priority`
   samples with a count above 0 (None when it has none); a label that is not an integer 1-10 is
   skipped with a `Problem`.
@@ -40,6 +43,7 @@ from scaler.configuration import ScalingConfiguration
 from scaler.metric_names import (
     ANALYSES,
     ANALYSES_BY_PRIORITY,
+    JOINING_CHUNKS,
     MODEL_LABEL,
     PENDING,
     PRIORITY_LABEL,
@@ -48,7 +52,9 @@ from scaler.metric_names import (
     RECORDED,
     SCALING_GAUGES,
     SCALING_INFO,
+    STAGE_GAP,
     STRATEGY_LABEL,
+    UNQUEUED_CHUNKS,
     WORK_GAUGES,
     WORKER_GAUGES,
     WORKER_SLOTS,
@@ -101,8 +107,11 @@ class _Published:
             self.numbers[name] = value
 
 
-def build_states(samples: Iterable[Sample]) -> Built:
-    """Each known model's state from the samples, and the problems met on the way."""
+def build_states(samples: Iterable[Sample], *, worker_start: float | None = None) -> Built:
+    """Each known model's state from the samples, and the problems met on the way.
+
+    `worker_start`: seconds a new worker takes to start, the scaler's setting, given to every
+    model's state."""
     published: dict[str, _Published] = {}
     for sample in samples:
         model = sample.labels.get(MODEL_LABEL, "")
@@ -113,7 +122,11 @@ def build_states(samples: Iterable[Sample]) -> Built:
             strategy = sample.labels.get(STRATEGY_LABEL, "")
             if strategy not in entry.strategies:
                 entry.strategies.append(strategy)
-        elif sample.name in SCALING_GAUGES or sample.name in WORK_GAUGES + WORKER_GAUGES:
+        elif sample.name in SCALING_GAUGES or sample.name in (
+            *WORK_GAUGES,
+            *WORKER_GAUGES,
+            STAGE_GAP,
+        ):
             entry.take(sample.name, float(sample.value))
         elif sample.name == ANALYSES_BY_PRIORITY:
             entry.take_priority(sample.labels.get(PRIORITY_LABEL, ""), float(sample.value))
@@ -135,6 +148,14 @@ def build_states(samples: Iterable[Sample]) -> Built:
                 if name == QUEUED:
                     # 0 queued would release busy workers: a bad count is taken as unpublished.
                     counts[name] = None
+        chunks = {}
+        for name in (UNQUEUED_CHUNKS, JOINING_CHUNKS):
+            chunks[name], problem = _work(model, name, entry.numbers.get(name))
+            if problem:
+                built.problems.append(problem)
+        stage_gap, gap_problem = _seconds(model, STAGE_GAP, entry.numbers.get(STAGE_GAP))
+        if gap_problem:
+            built.problems.append(gap_problem)
         slots, slots_problem = _work(model, WORKER_SLOTS, entry.numbers.get(WORKER_SLOTS, 1.0))
         if slots < 1:
             # No live worker publishes it, or a bad value: a worker runs one sub-task.
@@ -150,6 +171,10 @@ def build_states(samples: Iterable[Sample]) -> Built:
             slots_per_worker=slots,
             workers=counts[WORKERS] or 0,
             priority=priority,
+            unqueued_chunks=chunks[UNQUEUED_CHUNKS],
+            joining_chunks=chunks[JOINING_CHUNKS],
+            stage_gap=stage_gap,
+            worker_start=worker_start,
         )
         if slots_problem:
             built.problems.append(slots_problem)
@@ -197,6 +222,14 @@ def _work(model: str, name: str, value: float | None) -> tuple[int, Problem | No
     if math.isfinite(value) and value >= 0 and value.is_integer():
         return int(value), None
     return 0, Problem(model, f"{name}={value!r} is not a count of work; counting 0")
+
+
+def _seconds(model: str, name: str, value: float | None) -> tuple[float | None, Problem | None]:
+    if value is None:
+        return None, None
+    if math.isfinite(value) and value >= 0:
+        return value, None
+    return None, Problem(model, f"{name}={value!r} is not a number of seconds; taken as unknown")
 
 
 def _priority(label: str) -> int | None:

@@ -75,6 +75,10 @@ class ScalerSettings(BaseSettings):
     model_weights: dict[str, Weight] = Field(default_factory=dict)
     # What a higher priority may take of the workers other models have (docs/budget.md, rule 5).
     budget_preemption: Preemption = Preemption.NONE
+    # Seconds from asking for a worker to its taking work (a pod's scheduling, image and start):
+    # DYNAMIC_TASKS keeps an input stage's workers through its join when the model's last gap
+    # between stages was shorter (README, "Scaling"); 0 keeps none.
+    worker_start_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalerSettings:

@@ -148,11 +148,13 @@ class ScrapeSource:
         timeout: float,
         on_problems: ProblemSink | None = None,
         on_target_error: Callable[[str], None] | None = None,
+        worker_start: float | None = None,
     ) -> None:
         if not targets:
             raise ValueError("a scrape source needs at least one target")
         self._targets = list(targets)
         self._timeout = timeout
+        self._worker_start = worker_start
         self._on_problems = on_problems or log_problems
         self._on_target_error = on_target_error or (lambda target: None)
         # One session per target: keep-alive at a refresh every half second, and no session is
@@ -173,7 +175,7 @@ class ScrapeSource:
         if self._last is not None and self._last[0] == texts:
             return self._last[1]
         samples = [sample for answer in answers for sample in answer.samples]
-        built = build_states(samples)
+        built = build_states(samples, worker_start=self._worker_start)
         self._on_problems(built.problems)
         self._last = (texts, built.states)
         return built.states
@@ -206,9 +208,17 @@ class PrometheusSource:
     turn KEDA's answers into NOT_FOUND instead of the last good state.
     """
 
-    def __init__(self, url: str, *, timeout: float, on_problems: ProblemSink | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        on_problems: ProblemSink | None = None,
+        worker_start: float | None = None,
+    ) -> None:
         self._endpoint = url.rstrip("/") + "/api/v1/query"
         self._timeout = timeout
+        self._worker_start = worker_start
         self._on_problems = on_problems or log_problems
         self._session = requests.Session()
 
@@ -222,7 +232,7 @@ class PrometheusSource:
         except (requests.RequestException, ValueError) as error:
             raise SourceError(f"{self._endpoint}: {error}") from error
         samples = promql_samples(body)
-        built = build_states(samples)
+        built = build_states(samples, worker_start=self._worker_start)
         self._on_problems(built.problems)
         if not built.states:
             raise SourceError(
@@ -249,10 +259,16 @@ def make_source(
     timeout = settings.effective_timeout_seconds
     if settings.source is SourceKind.PROMETHEUS:
         assert settings.prometheus_url  # the settings refuse prometheus without a URL
-        return PrometheusSource(settings.prometheus_url, timeout=timeout, on_problems=on_problems)
+        return PrometheusSource(
+            settings.prometheus_url,
+            timeout=timeout,
+            on_problems=on_problems,
+            worker_start=settings.worker_start_seconds,
+        )
     return ScrapeSource(
         settings.scrape_targets,
         timeout=timeout,
         on_problems=on_problems,
         on_target_error=on_target_error,
+        worker_start=settings.worker_start_seconds,
     )

@@ -36,6 +36,12 @@ class ModelState:
     queued: int | None = None
     slots_per_worker: int = 1
     workers: int = 0
+    # Chunks about to be queued and chunks of joining input stages; the model's last gap between
+    # stages (None: not seen); seconds a new worker takes to start (the scaler's setting).
+    unqueued_chunks: int = 0
+    joining_chunks: int = 0
+    stage_gap: float | None = None
+    worker_start: float | None = None
 
     @property
     def desired(self) -> int:
@@ -49,6 +55,10 @@ class ModelState:
             slots_per_worker=self.slots_per_worker,
             queued=self.queued,
             workers=self.workers,
+            unqueued_chunks=self.unqueued_chunks,
+            joining_chunks=self.joining_chunks,
+            stage_gap=self.stage_gap,
+            worker_start=self.worker_start,
         )
 
     @property

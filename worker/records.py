@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.store.orm import Analysis, SubTask
+from api.store.orm import Analysis, Model, SubTask
 from api.store.statuses import IN_QUEUE, STAGES, RecordedStatus
-from worker.stages import StagePlan
+from worker.stages import StagePlan, chunk_slug_prefix
 
-LOSS_CHUNK = "generate-losses-chunk-"
+INPUT_CHUNK = chunk_slug_prefix("inputs")
+LOSS_CHUNK = chunk_slug_prefix("losses")
 
 
 def now() -> datetime:
@@ -136,7 +137,32 @@ def mark_queued(
         task.status, task.queue_time = "QUEUED", now()
         if message is not None:
             task.message = message
+        if task.stage == "losses" and task.slug == f"{LOSS_CHUNK}1":
+            _note_stage_gap(session, task.analysis_id, task.queue_time)
         return Queued(task.queue_name, task.stage)
+
+
+def _note_stage_gap(session: Session, analysis_id: int, queued: datetime) -> None:
+    """The analysis's loss chunks are being queued: the time since its last input chunk ended
+    becomes its model's latest gap between stages (the scaler keeps a joining stage's workers
+    when that gap is shorter than a worker start). Nothing when it has no input chunk ended."""
+    ended = session.scalar(
+        select(func.max(SubTask.end_time)).where(
+            (SubTask.analysis_id == analysis_id)
+            & (SubTask.stage == "inputs")
+            & SubTask.slug.startswith(INPUT_CHUNK)
+        )
+    )
+    if ended is None:
+        return
+    model_id = select(Analysis.model_id).where(Analysis.id == analysis_id).scalar_subquery()
+    gap = max(_seconds_between(ended, queued), 0.0)  # two hosts' clocks may disagree a little
+    # Not an edit of the model: its `modified` stays as it was.
+    session.execute(
+        update(Model)
+        .where(Model.id == model_id)
+        .values(stage_gap_seconds=gap, modified=Model.modified)
+    )
 
 
 def start_sub_task(

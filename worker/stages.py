@@ -10,6 +10,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 StageName = Literal["inputs", "losses"]
+# Each stage's chunks are slugged `<prefix>-<number>`.
+CHUNK_SLUGS: dict[StageName, str] = {
+    "inputs": "prepare-keys-file",
+    "losses": "generate-losses-chunk",
+}
+
+
+def chunk_slug_prefix(stage: StageName) -> str:
+    """What every chunk slug of `stage`, and no other of its slugs, starts with."""
+    return f"{CHUNK_SLUGS[stage]}-"
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ def input_generation(chunks: int) -> StagePlan:
     return StagePlan(
         stage="inputs",
         before=(SubTaskSpec("prepare-input-generation-params", "Prepare input generation"),),
-        chunks=_chunks("prepare-keys-file", "Lookup keys", chunks),
+        chunks=_chunks(CHUNK_SLUGS["inputs"], "Lookup keys", chunks),
         after=(
             SubTaskSpec("collect-keys", "Collect keys"),
             SubTaskSpec("write-input-files", "Write input files"),
@@ -59,7 +69,7 @@ def losses(chunks: int) -> StagePlan:
             SubTaskSpec("prepare-losses-generation-params", "Prepare losses generation"),
             SubTaskSpec("prepare-losses-generation-directory", "Prepare the run directory"),
         ),
-        chunks=_chunks("generate-losses-chunk", "Generate losses chunk", chunks),
+        chunks=_chunks(CHUNK_SLUGS["losses"], "Generate losses chunk", chunks),
         after=(
             SubTaskSpec("generate-losses-output", "Generate losses output"),
             SubTaskSpec("record-losses-files", "Record losses files"),

@@ -14,13 +14,23 @@ from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from api.store.configurations import stored
 from api.store.orm import Analysis, Model, SubTask
-from api.store.statuses import IN_QUEUE, MAIN_TASK_STATUSES, ON_QUEUE, SubTaskStatus
+from api.store.statuses import IN_QUEUE, INPUTS, MAIN_TASK_STATUSES, ON_QUEUE, SubTaskStatus
 from scaler.configuration import ScalingConfiguration
 from worker.messages import model_queue
+from worker.stages import chunk_slug_prefix
 
 log = logging.getLogger(__name__)
 CANCELLED: SubTaskStatus = "CANCELLED"
+PENDING: SubTaskStatus = "PENDING"
 QUEUED: SubTaskStatus = "QUEUED"
+# A chunk is taken once a worker started it; until then it waits to be queued or taken.
+NOT_TAKEN: tuple[SubTaskStatus, ...] = (PENDING, QUEUED)
+TAKEN: tuple[SubTaskStatus, ...] = ("STARTED", "COMPLETED")
+# A chunk of either stage, and a chunk of an input stage.
+IS_CHUNK = SubTask.slug.startswith(chunk_slug_prefix("inputs")) | SubTask.slug.startswith(
+    chunk_slug_prefix("losses")
+)
+IS_INPUT_CHUNK = (SubTask.stage == "inputs") & SubTask.slug.startswith(chunk_slug_prefix("inputs"))
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,11 @@ class StoredModel:
     queued_or_running: int = 0
     # Those on the queue, waiting for a worker.
     queued: int = 0
+    # Chunks recorded and not queued yet; chunks of input stages with none left to take (the last
+    # ones run, then the join); the model's latest gap between stages (None: none seen yet).
+    unqueued_chunks: int = 0
+    joining_chunks: int = 0
+    stage_gap: float | None = None
 
 
 def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
@@ -49,6 +64,7 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
                     Model.model_id,
                     Model.version_id,
                     Model.scaling_configuration,
+                    Model.stage_gap_seconds,
                 )
             )
             .order_by(Model.id)
@@ -65,6 +81,8 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
         )
         queued_or_running = _sub_tasks_per_model(session, SubTask.status.in_(ON_QUEUE))
         queued = _sub_tasks_per_model(session, SubTask.status == QUEUED)
+        unqueued_chunks = _sub_tasks_per_model(session, (SubTask.status == PENDING) & IS_CHUNK)
+        joining_chunks = _joining_chunks(session)
         states: dict[str, StoredModel] = {}
         for model in models:
             state = StoredModel(
@@ -77,6 +95,9 @@ def read_models(sessions: sessionmaker[Session]) -> dict[str, StoredModel]:
                 recorded=recorded.get(model.id, 0),
                 queued_or_running=queued_or_running.get(model.id, 0),
                 queued=queued.get(model.id, 0),
+                unqueued_chunks=unqueued_chunks.get(model.id, 0),
+                joining_chunks=joining_chunks.get(model.id, 0),
+                stage_gap=model.stage_gap_seconds,
             )
             states[state.queue] = _same_queue(states.get(state.queue), state)
         return states
@@ -91,6 +112,19 @@ def _sub_tasks_per_model(session: Session, where: ColumnElement[bool]) -> dict[i
         .join(Analysis, SubTask.analysis_id == Analysis.id)
         .where(where)
         .group_by(Analysis.model_id),
+    )
+
+
+def _joining_chunks(session: Session) -> dict[int, int]:
+    """Per model, the input chunks of analyses generating inputs that have none left to queue
+    or take: their last chunks run, then the stage's join, and the losses stage may follow."""
+    waiting = select(SubTask.analysis_id).where(IS_INPUT_CHUNK & SubTask.status.in_(NOT_TAKEN))
+    return _sub_tasks_per_model(
+        session,
+        (Analysis.status == INPUTS.started)
+        & IS_INPUT_CHUNK
+        & SubTask.status.in_(TAKEN)
+        & Analysis.id.not_in(waiting),
     )
 
 
@@ -113,6 +147,9 @@ def _same_queue(first: StoredModel | None, other: StoredModel) -> StoredModel:
         first.recorded + other.recorded,
         first.queued_or_running + other.queued_or_running,
         first.queued + other.queued,
+        first.unqueued_chunks + other.unqueued_chunks,
+        first.joining_chunks + other.joining_chunks,
+        first.stage_gap if first.stage_gap is not None else other.stage_gap,
     )
 
 

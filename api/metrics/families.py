@@ -25,6 +25,7 @@ from scaler.metric_names import (
     BUSY_WORKERS,
     DURATION,
     HELP,
+    JOINING_CHUNKS,
     PENDING,
     QUEUE_MESSAGES,
     QUEUED,
@@ -33,7 +34,10 @@ from scaler.metric_names import (
     REDIS_UP,
     SCALING_GAUGES,
     SCALING_INFO,
+    STAGE_GAP,
     SUB_TASKS,
+    UNQUEUED_CHUNKS,
+    WORK_GAUGES,
     WORKER_SLOTS,
     WORKERS,
 )
@@ -51,7 +55,7 @@ def model_families(
     """The per-model gauges; `oasis_model_queue_messages` only when Redis was read."""
     gauges = {
         name: GaugeMetricFamily(name, HELP[name], labels=["model"])
-        for name in (ANALYSES, PENDING, RECORDED, QUEUED_OR_RUNNING, QUEUED, QUEUE_MESSAGES)
+        for name in (*WORK_GAUGES, STAGE_GAP, QUEUE_MESSAGES)
     } | {name: GaugeMetricFamily(name, HELP[name], labels=["model"]) for name in SCALING_GAUGES}
     info = GaugeMetricFamily(SCALING_INFO, HELP[SCALING_INFO], labels=["model", "strategy"])
     for model in models:
@@ -60,6 +64,10 @@ def model_families(
         gauges[RECORDED].add_metric([model.queue], model.recorded)
         gauges[QUEUED_OR_RUNNING].add_metric([model.queue], model.queued_or_running)
         gauges[QUEUED].add_metric([model.queue], model.queued)
+        gauges[UNQUEUED_CHUNKS].add_metric([model.queue], model.unqueued_chunks)
+        gauges[JOINING_CHUNKS].add_metric([model.queue], model.joining_chunks)
+        if model.stage_gap is not None:
+            gauges[STAGE_GAP].add_metric([model.queue], model.stage_gap)
         if queue_messages is not None:
             gauges[QUEUE_MESSAGES].add_metric([model.queue], queue_messages.get(model.queue, 0))
         info.add_metric([model.queue, model.scaling.scaling_strategy.value], 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from worker.messages import model_queue
@@ -44,6 +44,9 @@ class Model(Timestamped, Base):
     # Only the fields set through the API; defaults fill the rest when read.
     scaling_configuration: Mapped[dict[str, Any] | None]
     chunking_configuration: Mapped[dict[str, Any] | None]
+    # Seconds from the last input chunk ending to the first loss chunk queued, in the latest
+    # analysis to have both (written by the workers; the scaler's `oasis_model_stage_gap_seconds`).
+    stage_gap_seconds: Mapped[float | None] = mapped_column(Float)
 
     @property
     def queue_name(self) -> str:

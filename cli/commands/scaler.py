@@ -34,6 +34,7 @@ FLAGS: dict[str, Any] = {
     # A JSON object: model (queue name) -> weight.
     "model_weights": json.loads,
     "budget_preemption": str,
+    "worker_start_seconds": float,
 }
 CHOICES = {
     "source": ["scrape", "prometheus"],

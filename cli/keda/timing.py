@@ -37,13 +37,13 @@ SCALE_UP_PERCENT = 100
 # on the next analysis (PiWind 1.15x upstream's worker-seconds at 60 s, 0.93x at 10 s); a 10 s
 # poll lets the scale to zero land soon after it (5 s for both: docs/simulate.md says why not).
 # No scale-down stabilization: the scaler's answer is exact (a worker is released only when no
-# queued or running sub-task needs it), so holding the highest recent answer only kept idle
-# workers (chaz 0.900x upstream's worker-seconds with 30 s, 0.897x without; three-analyses 0.903x
-# and 0.889x). Its cost is churn at stage boundaries, where the workers of a stage go during its
-# join and the next stage asks again (arrivals-over-hours 290 pods started within a minute of one
-# leaving, 267 with 30 s; `fleet` 9 and 5): a window pays only where joins and splits are
-# shorter than a pod start, so it is a per-model choice (`manifests model
-# --scale-down-window-seconds`), not the default.
+# queued or running sub-task needs it, and a join's workers are kept when the model's last gap
+# between stages was shorter than a worker start), so holding the highest recent answer only
+# kept idle workers (chaz 0.900x upstream's worker-seconds with 30 s, 0.896x without;
+# three-analyses 0.903x and 0.889x; `fleet` 0.907x and 0.899x) and did not lower the churn at
+# stage boundaries (arrivals-over-hours 324 pods started within a minute of one leaving with
+# 30 s, 305 without). It stays a per-model choice (`manifests model --scale-down-window-seconds`)
+# for work whose next stage or analysis comes sooner than a pod start (docs/simulate.md).
 POLLING_INTERVAL_SECONDS = 10
 COOLDOWN_PERIOD_SECONDS = 10
 SCALE_DOWN_STABILIZATION_SECONDS = 0

@@ -66,6 +66,10 @@ class Run:
     # upstream platform's.
     recorded: int = 0
     upstream_recorded: int = 0
+    # Chunks of its stage not taken by a worker yet; when its input stage's last chunk ended,
+    # until its loss chunks are queued.
+    untaken: int = 0
+    chunks_ended: float | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -111,6 +115,12 @@ class ModelRun:
     recorded: int = 0
     upstream_tasks: int = 0
     by_priority: list[int] = field(default_factory=lambda: [0] * 11)
+    # Chunks recorded and not queued yet (their split runs); chunks of input stages with none
+    # left to take (the last ones run, then the join); seconds from an input stage's last chunk
+    # ending to the loss chunks being queued, in the latest analysis to have both.
+    unqueued_chunks: int = 0
+    joining_chunks: int = 0
+    stage_gap: float | None = None
     # Measures.
     total_analyses: int = 0
     first_arrival: float = math.inf
@@ -313,6 +323,7 @@ class Simulation:
         model.pending += stage.sub_tasks
         run.recorded += stage.sub_tasks
         model.recorded += stage.sub_tasks
+        model.unqueued_chunks += stage.chunks
         upstream = stage.chunks + UPSTREAM_SERIAL[stage.stage]
         run.upstream_recorded += upstream
         model.upstream_tasks += upstream
@@ -327,19 +338,27 @@ class Simulation:
         stage = run.work.stages[run.stage]
         if task.kind == SPLIT:
             model.pending -= BEFORE[stage.stage]
-            run.chunks_left = stage.chunks
+            model.unqueued_chunks -= stage.chunks
+            run.chunks_left = run.untaken = stage.chunks
             now = self.now
+            if run.chunks_ended is not None:
+                model.stage_gap = now - run.chunks_ended
+                run.chunks_ended = None
             model.queue.extend([Task(run, CHUNK, s, now) for s in stage.chunk_seconds])
         elif task.kind == CHUNK:
             model.pending -= 1
             run.chunks_left -= 1
             if run.chunks_left == 0:
+                if stage.stage == "lookup":
+                    run.chunks_ended = self.now
                 if stage.join_seconds:
                     model.queue.append(Task(run, JOIN, stage.join_seconds, self.now))
                 else:
                     self._progress(model, Task(run, JOIN, 0.0, self.now))
         else:
             model.pending -= AFTER[stage.stage]
+            if stage.stage == "lookup":
+                model.joining_chunks -= stage.chunks
             run.stage += 1
             if run.stage < len(run.work.stages):
                 self._start_stage(model, run)
@@ -370,6 +389,8 @@ class Simulation:
             if pod.gone or pod.leaving:
                 continue
             task = queue.popleft()
+            if task.kind == CHUNK:
+                self._taken(model, task.run, -1)
             wait = now - task.queued
             model.waits += 1
             model.wait_sum += wait
@@ -379,6 +400,15 @@ class Simulation:
             pod.tasks.append(task)
             model.running += 1
             self._push(now + task.seconds, _DONE, (model, pod, task))
+
+    def _taken(self, model: ModelRun, run: Run, change: int) -> None:
+        """A chunk of `run` was taken from the queue (-1) or put back on it (+1): an input
+        stage with no chunk left to take counts its chunks as joining."""
+        joining = run.untaken == 0
+        run.untaken += change
+        if run.work.stages[run.stage].stage == "lookup" and joining != (run.untaken == 0):
+            chunks = run.work.stages[run.stage].chunks
+            model.joining_chunks += chunks if run.untaken == 0 else -chunks
 
     def _finished(self, model: ModelRun, pod: Pod, task: Task) -> None:
         if pod.gone or task not in pod.tasks:
@@ -432,6 +462,8 @@ class Simulation:
             model.lost_seconds += now - task.started
             task.queued = now
             model.queue.append(task)
+            if task.kind == CHUNK:
+                self._taken(model, task.run, 1)
         model.running -= len(pod.tasks)
         pod.tasks = []
         model.leaving_busy -= 1

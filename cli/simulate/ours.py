@@ -78,6 +78,10 @@ class KedaScaling:
             slots_per_worker=model.spec.slots_per_worker,
             queued=len(model.queue),
             workers=workers,
+            unqueued_chunks=model.unqueued_chunks,
+            joining_chunks=model.joining_chunks,
+            stage_gap=model.stage_gap,
+            worker_start=self._sim.startup if self._sim else None,
         )
         self._desired[model.index] = (workers, desired)
         return desired

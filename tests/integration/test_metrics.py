@@ -19,16 +19,18 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.queueing import UNACKED_KEY
 from api.store.engine import make_engine
+from api.store.orm import SubTask
 from tests.integration.conftest import PASSWORD, ApiProcess
 from tests.support.servers import api_server, binary, free_port
 from worker import activity, records
 from worker.activity import BUCKETS
 from worker.demo_model import demo_locations
-from worker.stages import input_generation
+from worker.stages import input_generation, losses
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +53,11 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> Any:
         response = self.http.post(self.url + path, timeout=10, **kwargs)
         assert response.status_code in (200, 201), (path, response.text)
+        return response.json()
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(self.url + path, timeout=10)
+        assert response.status_code == 200, (path, response.text)
         return response.json()
 
     def model(self) -> tuple[int, str]:
@@ -93,6 +100,8 @@ def gauges(
     recorded: int = 0,
     queued_or_running: int = 0,
     queued: int = 0,
+    unqueued_chunks: int = 0,
+    joining_chunks: int = 0,
 ) -> Samples:
     values = {
         "oasis_model_analyses": analyses,
@@ -100,6 +109,8 @@ def gauges(
         "oasis_model_recorded_sub_tasks": recorded,
         "oasis_model_queued_or_running_sub_tasks": queued_or_running,
         "oasis_model_queued_sub_tasks": queued,
+        "oasis_model_unqueued_chunks": unqueued_chunks,
+        "oasis_model_joining_chunks": joining_chunks,
     }
     if messages is not None:
         # Read from Redis with the queue: no worker runs in these tests.
@@ -312,6 +323,86 @@ def test_a_scrape_publishes_every_number(
     }
     assert everything["oasis_redis_up"] == 1
     assert_promtool_accepts(exposition)
+
+
+def stage_gauges(api: Api, model: str) -> tuple[float, float, float | None]:
+    """The model's unqueued chunks, joining chunks and stage gap (None: not published)."""
+    scraped = samples(api.scrape(), {model})
+    label = frozenset({("model", model)})
+    return (
+        scraped[("oasis_model_unqueued_chunks", label)],
+        scraped[("oasis_model_joining_chunks", label)],
+        scraped.get(("oasis_model_stage_gap_seconds", label)),
+    )
+
+
+def test_the_stage_gauges_follow_an_analysis_through_its_stages(
+    api_process: ApiProcess, sessions: sessionmaker[Session]
+) -> None:
+    api = Api(api_process.url)
+    model_id, model = api.model()
+    created = api.get(f"/v2/models/{model_id}/")
+    portfolio = int(api.post("/v2/portfolios/", json={"name": "p"})["id"])
+    api.post(
+        f"/v2/portfolios/{portfolio}/location_file/",
+        files={"file": ("loc.csv", demo_locations(3).encode(), "text/csv")},
+    )
+    analysis = api.analysis(model_id, portfolio)
+    api.post(f"/v2/analyses/{analysis}/generate_inputs/")
+    plan = input_generation(3)
+    task_ids = split(sessions, analysis, model, chunks=3)
+    # Recorded, not queued yet: the split is about to queue its 3 chunks.
+    assert stage_gauges(api, model) == (3, 0, None)
+    for task_id in task_ids:
+        records.mark_queued(sessions, task_id)
+    assert stage_gauges(api, model) == (0, 0, None)
+    for spec in plan.before + plan.chunks[:2]:
+        assert records.start_sub_task(sessions, analysis, "inputs", spec.slug, "w:1")
+        records.finish_sub_task(sessions, analysis, "inputs", spec.slug, "done")
+    assert stage_gauges(api, model) == (0, 0, None)  # one chunk still queued
+    last = plan.chunks[-1].slug
+    assert records.start_sub_task(sessions, analysis, "inputs", last, "w:1")
+    # None left to take: the last one runs, then the join; the stage's 3 chunks are joining.
+    assert stage_gauges(api, model) == (0, 3, None)
+    records.finish_sub_task(sessions, analysis, "inputs", last, "done")
+    assert stage_gauges(api, model) == (0, 3, None)
+    for spec in plan.after:
+        assert records.start_sub_task(sessions, analysis, "inputs", spec.slug, "w:1")
+        done = "READY" if spec == plan.last else None
+        records.finish_sub_task(
+            sessions, analysis, "inputs", spec.slug, "done", analysis_status=done
+        )
+    assert stage_gauges(api, model) == (0, 0, None)
+
+    # The losses stage: recorded, then its chunks queued; the first one queued sets the gap.
+    api.post(f"/v2/analyses/{analysis}/settings/", json={"model_settings": {"event_set": "p"}})
+    assert api.post(f"/v2/analyses/{analysis}/run/")["status"] == "RUN_QUEUED"
+    loss_plan = losses(2)
+    loss_ids = [str(uuid.uuid4()) for _ in loss_plan.sub_tasks]
+    assert records.begin_stage(
+        sessions,
+        analysis,
+        loss_plan,
+        loss_ids,
+        model,
+        expected="RUN_QUEUED",
+        chunks_field="analysis_chunks",
+    )
+    assert stage_gauges(api, model) == (2, 0, None)
+    for task_id in loss_ids[: len(loss_plan.before) + 1]:
+        records.mark_queued(sessions, task_id)
+    unqueued, joining, gap = stage_gauges(api, model)
+    assert (unqueued, joining) == (1, 0)
+    # From the last input chunk's end to this first loss chunk's queueing, as recorded.
+    with sessions() as session:
+        rows = session.scalars(select(SubTask).where(SubTask.analysis_id == analysis)).all()
+        ended = max(r.end_time for r in rows if r.slug in {c.slug for c in plan.chunks})
+        queued = next(r.queue_time for r in rows if r.slug == loss_plan.chunks[0].slug)
+    assert queued is not None and ended is not None
+    assert gap == pytest.approx((queued - ended).total_seconds(), abs=1e-3)
+    assert gap > 0
+    # Written on the model, not an edit of it: its `modified` is what it was.
+    assert api.get(f"/v2/models/{model_id}/")["modified"] == created["modified"]
 
 
 def test_a_configuration_change_shows_on_the_next_scrape(api_url: str) -> None:

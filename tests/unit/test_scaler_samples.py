@@ -397,3 +397,67 @@ def test_nothing_queued_releases_the_workers_running_the_last_chunks() -> None:
         ]
     )
     assert built.states[MODEL].desired == 1
+
+
+JOIN = [
+    info(strategy="DYNAMIC_TASKS"),
+    gauge("chunks_per_worker", 2),
+    gauge("analyses", 1),
+    gauge("pending_sub_tasks", 4),
+    gauge("recorded_sub_tasks", 10),
+    gauge("queued_or_running_sub_tasks", 1),
+    gauge("queued_sub_tasks", 0),
+    gauge("workers", 5),
+    gauge("joining_chunks", 5),
+]
+
+
+def test_a_joining_stage_keeps_its_workers_when_the_last_gap_was_shorter_than_a_start() -> None:
+    """An input stage's 5 chunks ended and its join runs: with the model's last gap between
+    stages (8 s) under the scaler's worker start (20 s) its 5 workers stay; over it, or with no
+    gap published yet, only the join's one does."""
+    short = build_states([*JOIN, gauge("stage_gap_seconds", 8.0)], worker_start=20.0)
+    assert (short.states[MODEL].stage_gap, short.states[MODEL].joining_chunks) == (8.0, 5)
+    assert short.states[MODEL].desired == 5
+    long = build_states([*JOIN, gauge("stage_gap_seconds", 25.0)], worker_start=20.0)
+    assert long.states[MODEL].desired == 2
+    assert build_states(JOIN, worker_start=20.0).states[MODEL].desired == 2
+    assert build_states([*JOIN, gauge("stage_gap_seconds", 8.0)]).states[MODEL].desired == 2
+    assert not short.problems and not long.problems
+
+
+def test_a_split_about_to_queue_its_chunks_asks_a_slot_for_each() -> None:
+    built = build_states(
+        [
+            info(strategy="DYNAMIC_TASKS"),
+            gauge("chunks_per_worker", 10),
+            gauge("analyses", 1),
+            gauge("pending_sub_tasks", 11),
+            gauge("recorded_sub_tasks", 11),
+            gauge("queued_or_running_sub_tasks", 1),
+            gauge("queued_sub_tasks", 0),
+            gauge("unqueued_chunks", 6),
+        ]
+    )
+    assert built.states[MODEL].unqueued_chunks == 6
+    assert built.states[MODEL].desired == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("unqueued_chunks", -1.0),
+        ("joining_chunks", 2.5),
+        ("stage_gap_seconds", -3.0),
+        ("stage_gap_seconds", math.nan),
+        ("stage_gap_seconds", math.inf),
+    ],
+)
+def test_a_bad_stage_input_is_a_problem_and_changes_nothing(name: str, value: float) -> None:
+    published = [s for s in JOIN if s.name != f"oasis_model_{name}"]
+    built = build_states([*published, gauge(name, value)], worker_start=20.0)
+    state = built.states[MODEL]
+    assert [p.message.split("=")[0] for p in built.problems] == [f"oasis_model_{name}"]
+    assert (state.unqueued_chunks, state.stage_gap) == (0, None)
+    # Unknown or 0: the join's workers go, as without the stage inputs.
+    assert state.desired == 2

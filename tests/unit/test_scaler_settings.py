@@ -29,6 +29,7 @@ def test_defaults() -> None:
     assert (settings.interval_seconds, settings.max_age_seconds) == (0.5, 30.0)
     assert settings.effective_timeout_seconds == 0.25
     assert settings.grpc_threads == 256
+    assert settings.worker_start_seconds == 30.0
     assert not settings.tls
 
 
@@ -53,8 +54,10 @@ def test_the_prefix_keeps_the_api_port_apart(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("OASIS_AUTOSCALER_PORT", "8000")  # the API's
     monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_PORT", "7000")
     monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_MAX_AGE_SECONDS", "12.5")
+    monkeypatch.setenv("OASIS_AUTOSCALER_SCALER_WORKER_START_SECONDS", "45")
     settings = ScalerSettings()
     assert (settings.port, settings.max_age_seconds) == (7000, 12.5)
+    assert settings.worker_start_seconds == 45.0
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,8 @@ def test_the_prefix_keeps_the_api_port_apart(monkeypatch: pytest.MonkeyPatch) ->
         ({"scrape_targets": []}, "at least 1 item"),
         ({"interval_seconds": 0}, "greater than 0"),
         ({"port": 70000}, "less than or equal to 65535"),
+        ({"worker_start_seconds": -1}, "greater than or equal to 0"),
+        ({"worker_start_seconds": "nan"}, "finite number"),
     ],
     ids=[
         "cert without key",
@@ -76,6 +81,8 @@ def test_the_prefix_keeps_the_api_port_apart(monkeypatch: pytest.MonkeyPatch) ->
         "no targets",
         "zero interval",
         "port",
+        "negative worker start",
+        "worker start not a number",
     ],
 )
 def test_refused(fields: dict[str, Any], message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -80,6 +81,52 @@ def test_a_model_s_own_scale_down_window_holds_only_its_pods() -> None:
     held, plain = Simulation(both, KedaScaling(both)).run().models
     assert held.worker_seconds - plain.worker_seconds == 15
     assert held.makespan == plain.makespan == 105
+
+
+def pods_started(timeline: Sequence[tuple[float, int, int]], start: float, end: float) -> int:
+    """Pods added between `start` and `end`, from the timeline's pod counts."""
+    added, before = 0, None
+    for moment, _, pods in timeline:
+        if start <= moment < end and before is not None:
+            added += max(pods - before, 0)
+        before = pods
+    return added
+
+
+def test_a_join_shorter_than_a_pod_start_keeps_its_workers_once_seen() -> None:
+    # Two analyses 400 s apart: 4 lookup chunks, then 4 loss chunks, of 30 s each; a 4 s join
+    # and a 2 s split between the stages, pods starting in 20 s. The first analysis lets two
+    # workers go as its last lookup chunks run and starts two again for its loss chunks; it
+    # shows the gap (6 s) shorter than a pod start, so the second keeps its 4 workers through
+    # its join and runs its loss chunks at once.
+    spec = {
+        "scaling": {
+            "scaling_strategy": "DYNAMIC_TASKS",
+            "chunks_per_worker": 2,
+            "worker_count_max": 5,
+        },
+        "durations": {"split": 2, "join": 4},
+    }
+    work = {
+        "model": "M",
+        "lookup_chunks": 4,
+        "lookup_chunk_seconds": 30,
+        "loss_chunks": 4,
+        "loss_chunk_seconds": 30,
+        "count": 2,
+        "every": 400,
+    }
+    both = trace({"M": spec}, [work], keda={"pod_startup": 20})
+    (model,) = Simulation(both, KedaScaling(both)).run().models
+    first_lookup_ends, second_lookup_ends = 52, 452
+    assert pods_started(model.timeline, first_lookup_ends - 30, 400) == 2
+    assert pods_started(model.timeline, second_lookup_ends - 30, 800) == 0
+    # The second ran 19 s sooner: its loss chunks waited for no pod.
+    first, second = (
+        [t for t, work_left, _ in model.timeline if work_left == 0 and lo < t < lo + 400]
+        for lo in (0, 400)
+    )
+    assert (first[0], second[0] - 400) == (114, 95)
 
 
 def test_upstream_by_hand() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -732,3 +733,155 @@ def test_while_a_sub_task_waits_no_worker_present_goes(
         assert answer >= min(workers, _upstream(config, work))
     else:
         assert answer == desired_workers(config, **work)
+
+
+# --- chunks about to be queued, and a join's workers kept for the next stage ----------------
+
+SPLITTING_CPW_10 = {"scaling_strategy": DYNAMIC, "chunks_per_worker": 10, "worker_count_max": 10}
+# One analysis's input stage of 6 chunks (11 sub-tasks), its split running: upstream's count is
+# 2, and the 10 sub-tasks ahead ask for 1 by chunks per worker.
+SPLITTING = {"analyses": 1, "pending": 11, "sub_tasks": 11, "queued_or_running": 1, "queued": 0}
+# Two analyses, 60 sub-tasks recorded (upstream's count 6): one has 3 sub-tasks queued or running
+# (2 queued), the other's split is about to queue 6 chunks.
+QUEUED_AND_SPLITTING = {
+    "analyses": 2,
+    "pending": 14,
+    "sub_tasks": 60,
+    "queued_or_running": 3,
+    "queued": 2,
+}
+JOIN_CPW_2 = {"scaling_strategy": DYNAMIC, "chunks_per_worker": 2, "worker_count_max": 10}
+# One analysis in its input join after 5 chunks: 4 sub-tasks pending, 1 of them running, none
+# queued, 10 recorded (upstream's count 5); its 5 chunks are joining and 5 workers are present.
+JOINING = {
+    "analyses": 1,
+    "pending": 4,
+    "sub_tasks": 10,
+    "queued_or_running": 1,
+    "queued": 0,
+    "joining_chunks": 5,
+    "workers": 5,
+}
+SHORT_GAP = {"stage_gap": 8.0, "worker_start": 20.0}
+
+
+@pytest.mark.parametrize(
+    ("config", "work", "desired"),
+    [
+        (SPLITTING_CPW_10, SPLITTING, 1),
+        (SPLITTING_CPW_10, {**SPLITTING, "unqueued_chunks": 6}, 2),
+        (SPLITTING_CPW_10, {**SPLITTING, "unqueued_chunks": 1}, 1),
+        (SPLITTING_CPW_10, QUEUED_AND_SPLITTING, 3),
+        (SPLITTING_CPW_10, {**QUEUED_AND_SPLITTING, "unqueued_chunks": 6}, 6),
+        (
+            SPLITTING_CPW_10,
+            {**QUEUED_AND_SPLITTING, "unqueued_chunks": 6, "slots_per_worker": 2},
+            5,
+        ),
+        (JOIN_CPW_2, JOINING, 2),
+        (JOIN_CPW_2, {**JOINING, **SHORT_GAP}, 5),
+        (JOIN_CPW_2, {**JOINING, **SHORT_GAP, "workers": 3}, 3),
+        (JOIN_CPW_2, {**JOINING, **SHORT_GAP, "slots_per_worker": 2}, 3),
+        (JOIN_CPW_2, {**JOINING, **SHORT_GAP, "sub_tasks": 6}, 3),
+        (JOIN_CPW_2, {**JOINING, "stage_gap": 20.0, "worker_start": 20.0}, 2),
+        (JOIN_CPW_2, {**JOINING, "stage_gap": 8.0}, 2),
+        (JOIN_CPW_2, {**JOINING, "worker_start": 20.0}, 2),
+        (JOIN_CPW_2, {**JOINING, **SHORT_GAP, "joining_chunks": 0}, 2),
+    ],
+    ids=[
+        "a split's chunks by chunks per worker, not counted",
+        "counted: one slot each, up to upstream's count",
+        "one chunk to come: the ahead count stands",
+        "queued elsewhere, a split's chunks not counted",
+        "counted beside the queued ones, up to upstream's count",
+        "two slots per worker: 9 slots wanted, 5 workers",
+        "a join: its workers go, but for the ahead count",
+        "the last gap was shorter than a worker start: the join's workers stay",
+        "only the workers present stay",
+        "as many as its chunks' slots",
+        "up to upstream's count",
+        "a gap as long as a worker start: they go",
+        "worker start unknown: they go",
+        "no gap seen yet: they go",
+        "nothing joining: they go",
+    ],
+)
+def test_dynamic_tasks_with_the_stage_inputs(
+    config: dict[str, Any], work: dict[str, Any], desired: int
+) -> None:
+    assert desired_workers(config, **work) == desired
+
+
+@pytest.mark.parametrize("name", ["unqueued_chunks", "joining_chunks"])
+def test_negative_chunk_counts_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=f"must not be negative \\({name}=-1\\)"):
+        desired_workers({}, analyses=1, pending=1, **{name: -1})
+
+
+@pytest.mark.parametrize("name", ["stage_gap", "worker_start"])
+@pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])
+def test_seconds_that_are_not_durations_are_refused(name: str, seconds: float) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a number of seconds"):
+        desired_workers({}, analyses=1, pending=1, **{name: seconds})
+
+
+@st.composite
+def stage_work(draw: st.DrawFn) -> tuple[ScalingConfiguration, dict[str, Any]]:
+    """As `queued_work`, with workers present, chunks about to be queued (no more than are
+    pending and not queued), joining chunks, a last gap and a worker start."""
+    config, work = draw(queued_work())
+    seconds = st.none() | st.floats(min_value=0, max_value=600, allow_nan=False)
+    return config, {
+        **work,
+        "workers": draw(counts),
+        "unqueued_chunks": draw(st.integers(0, work["pending"] - work["queued_or_running"])),
+        "joining_chunks": draw(counts),
+        "stage_gap": draw(seconds),
+        "worker_start": draw(seconds),
+    }
+
+
+STAGE_INPUTS = ("unqueued_chunks", "joining_chunks", "stage_gap", "worker_start")
+
+
+def _without_stage_inputs(work: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in work.items() if name not in STAGE_INPUTS}
+
+
+@given(stage_work())
+def test_the_stage_inputs_only_ever_keep_or_add_workers_up_to_upstream(
+    case: tuple[ScalingConfiguration, dict[str, Any]],
+) -> None:
+    config, work = case
+    answer = desired_workers(config, **work)
+    assert answer >= desired_workers(config, **_without_stage_inputs(work))
+    assert answer <= max(_upstream(config, work), config.worker_count_min)
+
+
+@given(stage_work())
+def test_a_join_keeps_only_workers_present_and_only_after_a_short_gap(
+    case: tuple[ScalingConfiguration, dict[str, Any]],
+) -> None:
+    config, work = case
+    without_hold = desired_workers(config, **{**work, "joining_chunks": 0})
+    answer = desired_workers(config, **work)
+    gap, start = work["stage_gap"], work["worker_start"]
+    if gap is None or start is None or gap >= start:
+        assert answer == without_hold
+    else:
+        assert answer <= max(without_hold, work["workers"])
+
+
+@given(stage_work(), counts)
+def test_monotone_in_unqueued_chunks(
+    case: tuple[ScalingConfiguration, dict[str, Any]], more: int
+) -> None:
+    config, work = case
+    fewer = desired_workers(config, **work)
+    more_work = {
+        **work,
+        "unqueued_chunks": work["unqueued_chunks"] + more,
+        "pending": work["pending"] + more,
+        "sub_tasks": work["sub_tasks"] + more,
+    }
+    assert desired_workers(config, **more_work) >= fewer
