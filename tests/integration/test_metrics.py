@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.queueing import UNACKED_KEY
 from api.store.engine import make_engine
 from api.store.orm import SubTask
+from scaler.sources import ScrapeSource
+from scaler.state import ModelState
 from tests.integration.conftest import PASSWORD, ApiProcess
 from tests.support.servers import api_server, binary, free_port
 from worker import activity, records
 from worker.activity import BUCKETS
 from worker.demo_model import demo_locations
-from worker.stages import input_generation, losses
+from worker.presence import Presence
+from worker.stages import StagePlan, SubTaskSpec, input_generation, losses
 
 pytestmark = pytest.mark.integration
 
@@ -336,19 +339,62 @@ def stage_gauges(api: Api, model: str) -> tuple[float, float, float | None]:
     )
 
 
+def inputs_under_way(api: Api, model_id: int) -> int:
+    """A new analysis of the model, queued to generate its inputs."""
+    portfolio = int(api.post("/v2/portfolios/", json={"name": "p"})["id"])
+    api.post(
+        f"/v2/portfolios/{portfolio}/location_file/",
+        files={"file": ("loc.csv", demo_locations(4).encode(), "text/csv")},
+    )
+    analysis = api.analysis(model_id, portfolio)
+    api.post(f"/v2/analyses/{analysis}/generate_inputs/")
+    return analysis
+
+
+def run_sub_tasks(
+    sessions: sessionmaker[Session], analysis: int, specs: Iterable[SubTaskSpec], *, end: bool
+) -> None:
+    """What the workers record of these input sub-tasks: started, and with `end` completed
+    (the last of the stage moves the analysis to READY)."""
+    for spec in specs:
+        assert records.start_sub_task(sessions, analysis, "inputs", spec.slug, "w:1")
+        if end:
+            done = "READY" if spec.slug == input_generation(1).last.slug else None
+            records.finish_sub_task(
+                sessions, analysis, "inputs", spec.slug, "done", analysis_status=done
+            )
+
+
+def queue_first_loss_chunk(
+    api: Api, sessions: sessionmaker[Session], analysis: int, queue: str
+) -> StagePlan:
+    """The analysis's run: its losses stage recorded (2 chunks), then its sub-tasks queued up
+    to its first chunk, which sets the model's stage gap."""
+    api.post(f"/v2/analyses/{analysis}/settings/", json={"model_settings": {"event_set": "p"}})
+    assert api.post(f"/v2/analyses/{analysis}/run/")["status"] == "RUN_QUEUED"
+    plan = losses(2)
+    task_ids = [str(uuid.uuid4()) for _ in plan.sub_tasks]
+    assert records.begin_stage(
+        sessions,
+        analysis,
+        plan,
+        task_ids,
+        queue,
+        expected="RUN_QUEUED",
+        chunks_field="analysis_chunks",
+    )
+    for task_id in task_ids[: len(plan.before) + 1]:
+        records.mark_queued(sessions, task_id)
+    return plan
+
+
 def test_the_stage_gauges_follow_an_analysis_through_its_stages(
     api_process: ApiProcess, sessions: sessionmaker[Session]
 ) -> None:
     api = Api(api_process.url)
     model_id, model = api.model()
     created = api.get(f"/v2/models/{model_id}/")
-    portfolio = int(api.post("/v2/portfolios/", json={"name": "p"})["id"])
-    api.post(
-        f"/v2/portfolios/{portfolio}/location_file/",
-        files={"file": ("loc.csv", demo_locations(3).encode(), "text/csv")},
-    )
-    analysis = api.analysis(model_id, portfolio)
-    api.post(f"/v2/analyses/{analysis}/generate_inputs/")
+    analysis = inputs_under_way(api, model_id)
     plan = input_generation(3)
     task_ids = split(sessions, analysis, model, chunks=3)
     # Recorded, not queued yet: the split is about to queue its 3 chunks.
@@ -356,41 +402,19 @@ def test_the_stage_gauges_follow_an_analysis_through_its_stages(
     for task_id in task_ids:
         records.mark_queued(sessions, task_id)
     assert stage_gauges(api, model) == (0, 0, None)
-    for spec in plan.before + plan.chunks[:2]:
-        assert records.start_sub_task(sessions, analysis, "inputs", spec.slug, "w:1")
-        records.finish_sub_task(sessions, analysis, "inputs", spec.slug, "done")
+    run_sub_tasks(sessions, analysis, plan.before + plan.chunks[:2], end=True)
     assert stage_gauges(api, model) == (0, 0, None)  # one chunk still queued
-    last = plan.chunks[-1].slug
-    assert records.start_sub_task(sessions, analysis, "inputs", last, "w:1")
+    run_sub_tasks(sessions, analysis, plan.chunks[-1:], end=False)
     # None left to take: the last one runs, then the join; the stage's 3 chunks are joining.
     assert stage_gauges(api, model) == (0, 3, None)
-    records.finish_sub_task(sessions, analysis, "inputs", last, "done")
+    records.finish_sub_task(sessions, analysis, "inputs", plan.chunks[-1].slug, "done")
     assert stage_gauges(api, model) == (0, 3, None)
-    for spec in plan.after:
-        assert records.start_sub_task(sessions, analysis, "inputs", spec.slug, "w:1")
-        done = "READY" if spec == plan.last else None
-        records.finish_sub_task(
-            sessions, analysis, "inputs", spec.slug, "done", analysis_status=done
-        )
+    run_sub_tasks(sessions, analysis, plan.after, end=True)
     assert stage_gauges(api, model) == (0, 0, None)
 
-    # The losses stage: recorded, then its chunks queued; the first one queued sets the gap.
-    api.post(f"/v2/analyses/{analysis}/settings/", json={"model_settings": {"event_set": "p"}})
-    assert api.post(f"/v2/analyses/{analysis}/run/")["status"] == "RUN_QUEUED"
-    loss_plan = losses(2)
-    loss_ids = [str(uuid.uuid4()) for _ in loss_plan.sub_tasks]
-    assert records.begin_stage(
-        sessions,
-        analysis,
-        loss_plan,
-        loss_ids,
-        model,
-        expected="RUN_QUEUED",
-        chunks_field="analysis_chunks",
-    )
-    assert stage_gauges(api, model) == (2, 0, None)
-    for task_id in loss_ids[: len(loss_plan.before) + 1]:
-        records.mark_queued(sessions, task_id)
+    # The losses stage: recorded (2 chunks not queued), then queued up to its first chunk,
+    # which sets the gap.
+    loss_plan = queue_first_loss_chunk(api, sessions, analysis, model)
     unqueued, joining, gap = stage_gauges(api, model)
     assert (unqueued, joining) == (1, 0)
     # From the last input chunk's end to this first loss chunk's queueing, as recorded.
@@ -403,6 +427,58 @@ def test_the_stage_gauges_follow_an_analysis_through_its_stages(
     assert gap > 0
     # Written on the model, not an edit of it: its `modified` is what it was.
     assert api.get(f"/v2/models/{model_id}/")["modified"] == created["modified"]
+
+
+def test_the_scaler_keeps_a_joining_stage_s_workers_after_a_short_gap(
+    api_process: ApiProcess, redis: Redis, sessions: sessionmaker[Session]
+) -> None:
+    """The scaler, reading the API as it runs, keeps the 4 workers of an input stage whose
+    last chunks run when the model's last gap between stages was shorter than a worker start;
+    with a worker start no longer than that gap, only the 2 the work asks for."""
+    api = Api(api_process.url)
+    model_id, model = api.model()
+    api.post(
+        f"/v2/models/{model_id}/scaling_configuration/",
+        json={"scaling_strategy": "DYNAMIC_TASKS", "chunks_per_worker": 2},
+    )
+    first = inputs_under_way(api, model_id)
+    for task_id in split(sessions, first, model, chunks=2):
+        records.mark_queued(sessions, task_id)
+    run_sub_tasks(sessions, first, input_generation(2).sub_tasks, end=True)
+    queue_first_loss_chunk(api, sessions, first, model)
+    api.post(f"/v2/analyses/{first}/cancel/")  # its gap stays; its sub-tasks count no more
+
+    second = inputs_under_way(api, model_id)
+    plan = input_generation(4)
+    task_ids = split(sessions, second, model, chunks=4)
+    for task_id in task_ids[: len(plan.before) + len(plan.chunks)]:
+        records.mark_queued(sessions, task_id)
+    run_sub_tasks(sessions, second, plan.before, end=True)
+    # Its 4 chunks run on 4 workers; its 4 later sub-tasks are pending, nothing is queued.
+    run_sub_tasks(sessions, second, plan.chunks, end=False)
+    workers = [
+        Presence(redis, node=f"{model}.{i}@test", queue=model, ttl_seconds=60, refresh_seconds=30)
+        for i in range(4)
+    ]
+    for worker in workers:
+        worker.refresh()
+    try:
+        held = scaler_state(api, model, worker_start=30.0)
+        assert held.stage_gap is not None and held.stage_gap < 30.0
+        assert (held.joining_chunks, held.workers, held.queued) == (4, 4, 0)
+        assert held.desired == 4
+        # Upstream's count is 5 and the 4 sub-tasks ahead ask for 2 (2 per worker).
+        assert scaler_state(api, model, worker_start=held.stage_gap).desired == 2
+    finally:
+        redis.delete(*(worker.key for worker in workers))
+
+
+def scaler_state(api: Api, model: str, *, worker_start: float) -> ModelState:
+    source = ScrapeSource([f"{api.url}/metrics"], timeout=10, worker_start=worker_start)
+    try:
+        return source()[model]
+    finally:
+        source.close()
 
 
 def test_a_configuration_change_shows_on_the_next_scrape(api_url: str) -> None:
