@@ -191,9 +191,12 @@ def sessions(api_process: ApiProcess) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def split(sessions: sessionmaker[Session], analysis: int, queue: str, chunks: int) -> list[str]:
-    """What the splitter does to a queued analysis: its sub-tasks recorded, pending."""
-    plan = input_generation(chunks)
+def split(
+    sessions: sessionmaker[Session], analysis: int, queue: str, chunks: int, *, run: bool = False
+) -> list[str]:
+    """What the splitter does to a queued analysis (with `run`, to its run): its stage's
+    sub-tasks recorded, pending."""
+    plan = losses(chunks) if run else input_generation(chunks)
     task_ids = [str(uuid.uuid4()) for _ in plan.sub_tasks]
     assert records.begin_stage(
         sessions,
@@ -201,8 +204,8 @@ def split(sessions: sessionmaker[Session], analysis: int, queue: str, chunks: in
         plan,
         task_ids,
         queue,
-        expected="INPUTS_GENERATION_QUEUED",
-        chunks_field="lookup_chunks",
+        expected="RUN_QUEUED" if run else "INPUTS_GENERATION_QUEUED",
+        chunks_field="analysis_chunks" if run else "lookup_chunks",
     )
     return task_ids
 
@@ -373,16 +376,7 @@ def queue_first_loss_chunk(
     api.post(f"/v2/analyses/{analysis}/settings/", json={"model_settings": {"event_set": "p"}})
     assert api.post(f"/v2/analyses/{analysis}/run/")["status"] == "RUN_QUEUED"
     plan = losses(2)
-    task_ids = [str(uuid.uuid4()) for _ in plan.sub_tasks]
-    assert records.begin_stage(
-        sessions,
-        analysis,
-        plan,
-        task_ids,
-        queue,
-        expected="RUN_QUEUED",
-        chunks_field="analysis_chunks",
-    )
+    task_ids = split(sessions, analysis, queue, 2, run=True)
     for task_id in task_ids[: len(plan.before) + 1]:
         records.mark_queued(sessions, task_id)
     return plan
