@@ -276,7 +276,8 @@ def randoms(count: int) -> None:
         ratios: dict[int, tuple[float, float]] = {}
         for seed in range(count):
             drawn = random_trace(seed)
-            ours = Simulation(change(drawn), KedaScaling(change(drawn)), record=False).run()
+            changed = change(drawn)
+            ours = Simulation(changed, KedaScaling(changed), record=False).run()
             upstream = Simulation(drawn, UpstreamScaling(drawn), record=False).run()
             ratios[seed] = (
                 ours.worker_seconds / upstream.worker_seconds,

@@ -62,6 +62,10 @@ from scaler.metric_names import (
 )
 from scaler.state import ModelState
 
+# The one-number families of a model, taken by their largest sample (built once: every sample
+# of every refresh is looked up here).
+NUMBERS = frozenset({*SCALING_GAUGES, *WORK_GAUGES, *WORKER_GAUGES, STAGE_GAP})
+
 
 class Sample(NamedTuple):
     name: str
@@ -122,11 +126,7 @@ def build_states(samples: Iterable[Sample], *, worker_start: float | None = None
             strategy = sample.labels.get(STRATEGY_LABEL, "")
             if strategy not in entry.strategies:
                 entry.strategies.append(strategy)
-        elif sample.name in SCALING_GAUGES or sample.name in (
-            *WORK_GAUGES,
-            *WORKER_GAUGES,
-            STAGE_GAP,
-        ):
+        elif sample.name in NUMBERS:
             entry.take(sample.name, float(sample.value))
         elif sample.name == ANALYSES_BY_PRIORITY:
             entry.take_priority(sample.labels.get(PRIORITY_LABEL, ""), float(sample.value))

@@ -61,9 +61,6 @@ def _dynamic_tasks(config: ScalingConfiguration, work: Work) -> int:
     # peak until the analyses end. It is the ceiling: more workers than that are never asked.
     # Recorded sub-tasks include the pending ones, so `pending` bounds it from below.
     upstream = _ceil_div(max(work.sub_tasks, work.pending, work.analyses), cpw)
-    # The chunks a split is about to queue will each want a slot as the queued ones do: their
-    # workers start while it splits, as many as they will need (up to the ceiling).
-    unqueued = _ceil_div(work.unqueued_chunks, slots)
     held = _held_through_join(work)
     if work.queued == 0:
         # Nothing waits for a slot: every running sub-task is the last its worker would take
@@ -71,7 +68,9 @@ def _dynamic_tasks(config: ScalingConfiguration, work: Work) -> int:
         # sub-task ends (they finish it first), instead of idling until the HPA's next sync.
         # Kept: the workers for what is recorded but not yet queued (a stage's chunks while its
         # split runs, a join), one while there is any work, and a join's workers held for the
-        # next stage.
+        # next stage. The chunks a split is about to queue will each want a slot as the queued
+        # ones do: their workers start while it splits, as many as they will need.
+        unqueued = _ceil_div(work.unqueued_chunks, slots)
         ahead = _ceil_div(max(work.pending - work.queued_or_running, work.analyses, 1), cpw)
         return min(upstream, max(unqueued, ahead, held), config.worker_count_max)
     # Below the ceiling, a worker is kept while a queued or running sub-task (or a chunk about
